@@ -1,0 +1,199 @@
+"""The ``taxonbench`` command: one subcommand per stage of the pipeline (DESIGN.md §1).
+
+Snakemake rules and DVC call these; each reads explicit input paths and writes
+explicit output paths. Settings come either from params files (``--params``)
+or, as the Snakemake rules pass them, as resolved JSON (``--settings``).
+A user mistake prints one line ``taxonbench: error: ...`` and exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from taxonbench import __version__
+from taxonbench.errors import TaxonbenchError
+
+
+def _add_settings_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", nargs="+", default=None, metavar="YAML",
+                   help="params file(s), later ones override earlier ones (default: params.yaml)")
+    p.add_argument("--settings", default=None, metavar="JSON",
+                   help="resolved settings as JSON (what the Snakemake rules pass)")
+
+
+def _resolve(args, resolver, *names):
+    from taxonbench.params import load_params, parse_settings
+
+    if args.settings is not None:
+        return parse_settings(args.settings)
+    cfg = load_params(*(args.params or ["params.yaml"]))
+    return resolver(cfg, *names)
+
+
+def cmd_prepare(args) -> None:
+    from taxonbench.datasets import DATASETS, prepare_dataset
+    from taxonbench.params import dataset_settings
+
+    s = _resolve(args, dataset_settings, args.dataset)
+    adapter = DATASETS.get(s["source"])(s.get("options", {}), name=s["name"], seed=s["seed"])
+    manifest = prepare_dataset(adapter, args.out, s.get("rows_per_shard", 4096))
+    counts = ", ".join(f"{k}: {v['rows']}" for k, v in manifest["splits"].items())
+    print(f"prepared {s['name']} into {args.out}: {manifest['n_leaves']} leaves, {manifest['n_nodes']} nodes; {counts}")
+
+
+def cmd_samples_figure(args) -> None:
+    from taxonbench.plots.samples import plot_samples
+
+    plot_samples(args.shards, args.out)
+
+
+def cmd_train(args) -> None:
+    from taxonbench.params import train_settings
+    from taxonbench.training import train
+
+    s = _resolve(args, train_settings, args.dataset, args.method)
+    path = train(s, args.shards, args.out, progress=not args.no_progress)
+    print(f"wrote {path}")
+
+
+def cmd_logits(args) -> None:
+    from taxonbench.logits import dump_logits
+
+    n = dump_logits(args.model, args.shards, args.split, args.out, device=args.device,
+                    batch_size=args.batch_size, num_workers=args.workers)
+    print(f"wrote {n} rows to {args.out}")
+
+
+def cmd_infer(args) -> None:
+    import json
+
+    from taxonbench.inference import INFERENCE, run_inference
+    from taxonbench.shards import TAXONOMY
+    from taxonbench.taxonomy import Taxonomy
+
+    cls = INFERENCE.get(args.inference)
+    options = json.loads(args.options) if args.options else {}
+    n = run_inference(cls(Taxonomy.read(Path(args.shards) / TAXONOMY), options), args.logits, args.out)
+    print(f"wrote {n} rows to {args.out}")
+
+
+def cmd_evaluate(args) -> None:
+    from taxonbench.evaluation import evaluate_scores
+    from taxonbench.shards import TAXONOMY
+    from taxonbench.taxonomy import Taxonomy
+
+    m = evaluate_scores(args.scores, Taxonomy.read(Path(args.shards) / TAXONOMY), args.out, args.curve)
+    print(" ".join(f"{k}={v:.4f}" for k, v in m.items() if isinstance(v, float)))
+
+
+def cmd_tables(args) -> None:
+    from taxonbench.tables import build_tables
+
+    def tables_block(cfg):
+        return cfg["tables"]
+
+    tables = _resolve(args, tables_block)
+    for path in build_tables(tables, args.metrics_root, args.out):
+        print(f"wrote {path}")
+
+
+def cmd_curves_figure(args) -> None:
+    from taxonbench.plots.curves import plot_operating_curves
+
+    curves = {"/".join(Path(c).with_suffix("").parts[-2:]): c for c in args.curves}
+    plot_operating_curves(curves, args.out, title=args.title)
+
+
+def cmd_list(args) -> None:
+    from taxonbench.datasets import DATASETS
+    from taxonbench.inference import INFERENCE
+    from taxonbench.methods import METHODS
+    from taxonbench.models.backbones import BACKBONES
+    from taxonbench.tables import TABLES
+
+    for title, reg in [("dataset sources", DATASETS), ("backbones", BACKBONES), ("methods", METHODS),
+                       ("inference", INFERENCE), ("tables", TABLES)]:
+        print(f"{title}: {', '.join(reg.names())}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taxonbench", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"taxonbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="STEP")
+
+    p = sub.add_parser("prepare", help="generate or convert a dataset into Parquet shards")
+    p.add_argument("--dataset", required=True, help="a dataset name defined in params")
+    p.add_argument("--out", required=True, help="output directory, e.g. data/shards/<dataset>")
+    _add_settings_args(p)
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("samples-figure", help="a grid of sample images grouped by taxon")
+    p.add_argument("--shards", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_samples_figure)
+
+    p = sub.add_parser("train", help="train one method on one dataset")
+    p.add_argument("--dataset", help="dataset name (with --params)")
+    p.add_argument("--method", help="method name (with --params)")
+    p.add_argument("--shards", required=True)
+    p.add_argument("--out", required=True, help="model directory, e.g. results/models/<dataset>/<method>")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_settings_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("logits", help="dump a trained model's outputs for one split")
+    p.add_argument("--model", required=True)
+    p.add_argument("--shards", required=True)
+    p.add_argument("--split", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--workers", type=int, default=0)
+    p.set_defaults(func=cmd_logits)
+
+    p = sub.add_parser("infer", help="turn dumped logits into node scores")
+    p.add_argument("--inference", required=True)
+    p.add_argument("--logits", required=True)
+    p.add_argument("--shards", required=True, help="dataset directory holding taxonomy.parquet")
+    p.add_argument("--out", required=True)
+    p.add_argument("--options", default=None, metavar="JSON", help="inference options as JSON")
+    p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("evaluate", help="compute every metric of node scores")
+    p.add_argument("--scores", required=True)
+    p.add_argument("--shards", required=True, help="dataset directory holding taxonomy.parquet")
+    p.add_argument("--out", required=True, help="metrics JSON")
+    p.add_argument("--curve", default=None, help="operating-curve CSV")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("tables", help="regenerate the paper tables as CSV + LaTeX + vs-paper")
+    p.add_argument("--metrics-root", default="results/metrics")
+    p.add_argument("--out", default="results/tables")
+    _add_settings_args(p)
+    p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("curves-figure", help="plot operating curves (correct vs info recall)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--title", default="Operating curves")
+    p.add_argument("curves", nargs="+", help="curve CSVs results/curves/<dataset>/<method>/<inference>.csv")
+    p.set_defaults(func=cmd_curves_figure)
+
+    p = sub.add_parser("list", help="list registered datasets, backbones, methods, inference and tables")
+    p.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except TaxonbenchError as exc:
+        print(f"taxonbench: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""The training-method interface.
+
+A method owns a backbone and its head(s), defines the training loss, and says
+what its outputs are (the ``kind`` recorded in the logits sidecar, which
+inference methods use to decide whether they apply). Subclasses register in
+``taxonbench.methods.METHODS``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from taxonbench.models.backbones import Backbone
+from taxonbench.params import dataclass_from_dict
+from taxonbench.taxonomy import Taxonomy
+
+
+@dataclass(frozen=True)
+class NoHparams:
+    """A method without hyper-parameters."""
+
+
+class Method(nn.Module):
+    """Backbone + head. ``forward`` gives the raw outputs that are dumped as logits."""
+
+    name: ClassVar[str]
+    output_kind: ClassVar[str]  # e.g. "leaf_logits" (one logit per leaf index)
+    Hparams: ClassVar[type] = NoHparams
+
+    def __init__(self, backbone: Backbone, taxonomy: Taxonomy, hparams: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.backbone = backbone.module
+        self.num_features = backbone.num_features
+        self.taxonomy = taxonomy
+        self.hparams = dataclass_from_dict(self.Hparams, hparams, where=f"methods.{self.name}")
+
+    def output_dim(self) -> int:
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def predict_leaf(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The top-1 leaf index (for training logs)."""
+        raise NotImplementedError
+
+    def sidecar(self) -> dict:
+        """What the dumped scores are, for the logits sidecar JSON."""
+        return {"kind": self.output_kind, "dim": self.output_dim(), "method": self.name}

@@ -1,0 +1,37 @@
+"""Flat softmax (Bertinetto et al. 2020; Valmadre 2022's baseline).
+
+One linear layer on the backbone features gives L leaf logits θ; the loss is
+the cross-entropy ``-log softmax(θ)_y`` over leaves. Node scores come from
+bottom-up inference: ``p(v) = Σ_{leaves u under v} softmax(θ)_u`` (HCCF Eq. 1).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from taxonbench.methods import METHODS
+from taxonbench.methods.base import Method
+
+
+@METHODS.register("flat_softmax")
+class FlatSoftmax(Method):
+    name = "flat_softmax"
+    output_kind = "leaf_logits"
+
+    def __init__(self, backbone, taxonomy, hparams=None) -> None:
+        super().__init__(backbone, taxonomy, hparams)
+        self.head = nn.Linear(self.num_features, taxonomy.n_leaves)
+
+    def output_dim(self) -> int:
+        return self.taxonomy.n_leaves
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(images))
+
+    def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(outputs.float(), leaf)
+
+    def predict_leaf(self, outputs: torch.Tensor) -> torch.Tensor:
+        return outputs.argmax(dim=1)

@@ -1,0 +1,132 @@
+"""Backbone registry: image -> feature vector.
+
+Every backbone is an ``nn.Module`` mapping ``(B, 3, H, W)`` to ``(B, num_features)``
+with a ``num_features`` attribute, plus the normalisation its weights expect
+(:class:`Preprocess`), so transforms are always derived from the backbone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from taxonbench.errors import TaxonbenchError
+from taxonbench.registry import Registry
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """The input normalisation that belongs to a set of weights."""
+
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+    image_size: int | None = None  # None: use the dataset's stored size
+
+
+IMAGENET = Preprocess(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+
+
+@dataclass
+class Backbone:
+    module: nn.Module
+    num_features: int
+    preprocess: Preprocess
+
+
+BackboneFactory = Callable[[str | None], Backbone]
+BACKBONES: Registry[BackboneFactory] = Registry("backbone")
+
+
+def build_backbone(name: str, pretrained: str | None = None) -> Backbone:
+    """Build the backbone ``name``; ``pretrained`` is None (random init), a weights name, or a path."""
+    return BACKBONES.get(name)(pretrained)
+
+
+class TinyCNN(nn.Module):
+    """A small CPU-friendly convolutional net for 32-64 px images (the embedded default).
+
+    Four conv-BN-ReLU stages (16, 32, 64, 128 channels) with stride-2 pooling,
+    then global average pooling: 128 features (about 98k parameters).
+    """
+
+    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for i, c in enumerate(widths):
+            layers += [
+                nn.Conv2d(c_in, c, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c),
+                nn.ReLU(inplace=True),
+            ]
+            if i < len(widths) - 1:
+                layers.append(nn.MaxPool2d(2))
+            c_in = c
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.num_features = widths[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+def _load_local_checkpoint(module: nn.Module, path: Path, name: str) -> None:
+    """Load a state dict saved by ``torch.save`` (weights_only); strict, with a clear error."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise TaxonbenchError(f"{path}: cannot load checkpoint for backbone {name!r} ({exc})") from None
+    if isinstance(state, dict) and "backbone" in state:
+        state = state["backbone"]
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise TaxonbenchError(f"{path}: checkpoint does not match backbone {name!r}: {exc}") from None
+
+
+@BACKBONES.register("tiny_cnn")
+def tiny_cnn(pretrained: str | None = None) -> Backbone:
+    module = TinyCNN()
+    if pretrained is not None:
+        path = Path(pretrained)
+        if not path.is_file():
+            raise TaxonbenchError(
+                f"backbone 'tiny_cnn' has no named pretrained weights; {pretrained!r} is not a checkpoint file"
+            )
+        _load_local_checkpoint(module, path, "tiny_cnn")
+    return Backbone(module, module.num_features, Preprocess())
+
+
+def _torchvision_resnet(arch: str) -> BackboneFactory:
+    def build(pretrained: str | None = None) -> Backbone:
+        import torchvision
+
+        weights_enum = torchvision.models.get_model_weights(arch)
+        weights = None
+        preprocess = Preprocess()
+        path = Path(pretrained) if pretrained else None
+        if pretrained is not None and not (path and path.is_file()):
+            valid = [w.name for w in weights_enum]
+            if pretrained not in valid and pretrained != "DEFAULT":
+                raise TaxonbenchError(
+                    f"backbone {arch!r}: unknown pretrained weights {pretrained!r}; "
+                    f"valid: {', '.join(valid + ['DEFAULT'])} or a checkpoint path"
+                )
+            weights = weights_enum[pretrained] if pretrained != "DEFAULT" else weights_enum.DEFAULT
+            preprocess = IMAGENET
+        model = torchvision.models.get_model(arch, weights=weights)
+        num_features = model.fc.in_features
+        model.fc = nn.Identity()
+        if path is not None and path.is_file():
+            _load_local_checkpoint(model, path, arch)
+            preprocess = IMAGENET
+        return Backbone(model, num_features, preprocess)
+
+    return build
+
+
+for _arch in ("resnet18", "resnet50"):
+    BACKBONES.register(_arch)(_torchvision_resnet(_arch))

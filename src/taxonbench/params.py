@@ -1,0 +1,230 @@
+"""Loading and validating ``params.yaml`` (the experiment set).
+
+The schema ``schemas/params.schema.yaml`` (also at
+``workflow/schemas/params.schema.yaml``) is the single description of every
+key. Validation fills the schema's defaults and turns the first violation into
+one message naming the key path, e.g. ``params.yaml: train.epochz: unknown key
+(did you mean 'epochs'?)``.
+
+This module imports only the standard library, PyYAML and jsonschema, so the
+Snakefile can import it without torch.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import jsonschema
+import yaml
+
+from taxonbench.errors import TaxonbenchError
+
+T = TypeVar("T")
+
+
+def schema() -> dict:
+    """The params JSON-Schema (draft 2020-12)."""
+    text = resources.files("taxonbench").joinpath("schemas/params.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _key_path(parts: Iterable[Any]) -> str:
+    return ".".join(str(p) for p in parts) or "<top level>"
+
+
+def _subschema(root: dict, parts: list[Any]) -> dict:
+    """The schema node that describes the value at ``parts`` (best effort)."""
+    node = root
+    for p in parts:
+        if isinstance(p, int):
+            node = node.get("items", {})
+        elif p in node.get("properties", {}):
+            node = node["properties"][p]
+        else:
+            node = node.get("additionalProperties", {}) if isinstance(
+                node.get("additionalProperties"), dict
+            ) else {}
+    return node
+
+
+def _fill_defaults(value: Any, sch: dict) -> Any:
+    """Insert the schema's ``default`` values for absent keys, recursively."""
+    if not isinstance(value, dict):
+        return value
+    props = sch.get("properties", {})
+    for key, sub in props.items():
+        if key not in value and "default" in sub:
+            value[key] = copy.deepcopy(sub["default"])
+        if key in value:
+            _fill_defaults(value[key], sub)
+    extra = sch.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key in value:
+            if key not in props:
+                _fill_defaults(value[key], extra)
+    return value
+
+
+def validate_params(cfg: Mapping[str, Any], source: str = "params") -> dict:
+    """Validate ``cfg`` against the schema, fill defaults and check cross-references.
+
+    Returns a new dict; raises :class:`TaxonbenchError` naming the first bad key.
+    """
+    cfg = copy.deepcopy(dict(cfg))
+    sch = schema()
+    validator = jsonschema.Draft202012Validator(sch)
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), str(e.path)))
+    if errors:
+        err = errors[0]
+        parts = list(err.absolute_path)
+        if err.validator == "additionalProperties":
+            known = list(_subschema(sch, parts).get("properties", {}))
+            unexpected = [k for k in err.instance if k not in known]
+            key = unexpected[0] if unexpected else "?"
+            hint = difflib.get_close_matches(str(key), known, n=1)
+            suggestion = f" (did you mean {hint[0]!r}?)" if hint else f"; valid keys: {', '.join(known)}"
+            raise TaxonbenchError(f"{source}: {_key_path(parts + [key])}: unknown key{suggestion}")
+        if err.validator == "required":
+            raise TaxonbenchError(f"{source}: {_key_path(parts)}: {err.message}")
+        raise TaxonbenchError(
+            f"{source}: {_key_path(parts)}: {err.message}"
+            + (f" ({_subschema(sch, parts).get('description').strip()})"
+               if _subschema(sch, parts).get("description") else "")
+        )
+    cfg = _fill_defaults(cfg, sch)
+    _check_references(cfg, source)
+    return cfg
+
+
+def _check_references(cfg: dict, source: str) -> None:
+    """Names in ``experiments`` and ``tables`` must refer to defined datasets."""
+    defined = list(cfg["datasets"])
+    for i, name in enumerate(cfg["experiments"]["datasets"]):
+        if name not in defined:
+            hint = difflib.get_close_matches(name, defined, n=1)
+            raise TaxonbenchError(
+                f"{source}: experiments.datasets[{i}]: {name!r} is not defined under 'datasets'"
+                + (f" (did you mean {hint[0]!r}?)" if hint else f"; defined: {', '.join(defined)}")
+            )
+    for table, spec in cfg.get("tables", {}).items():
+        if spec["dataset"] not in cfg["experiments"]["datasets"]:
+            raise TaxonbenchError(
+                f"{source}: tables.{table}.dataset: {spec['dataset']!r} is not among "
+                f"experiments.datasets ({', '.join(cfg['experiments']['datasets'])})"
+            )
+
+
+def deep_merge(base: dict, override: Mapping[str, Any]) -> dict:
+    """Recursively merge ``override`` into a copy of ``base`` (mappings merge, the rest replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_params(*paths: str | os.PathLike) -> dict:
+    """Read one or more YAML files (later ones override earlier ones) and validate."""
+    if not paths:
+        paths = ("params.yaml",)
+    merged: dict = {}
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            raise TaxonbenchError(f"params file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise TaxonbenchError(f"{path}: not valid YAML ({exc})") from None
+        if not isinstance(data, dict):
+            raise TaxonbenchError(f"{path}: expected a mapping at the top level")
+        merged = deep_merge(merged, data)
+    return validate_params(merged, source=" + ".join(str(p) for p in paths))
+
+
+def parse_settings(text: str, what: str = "--settings") -> dict:
+    """Parse the JSON settings a Snakemake rule passes to a CLI step."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TaxonbenchError(f"{what}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise TaxonbenchError(f"{what}: expected a JSON object")
+    return value
+
+
+# ------------------------------------------------------------ step settings
+def dataset_settings(cfg: dict, dataset: str) -> dict:
+    """Everything ``prepare`` needs for one dataset."""
+    if dataset not in cfg["datasets"]:
+        raise TaxonbenchError(f"dataset {dataset!r} is not defined under 'datasets'")
+    return {"name": dataset, "seed": cfg["seed"], **cfg["datasets"][dataset]}
+
+
+def train_settings(cfg: dict, dataset: str, method: str) -> dict:
+    """The resolved training settings of one (dataset, method) experiment.
+
+    Global ``train`` settings, overridden by ``methods.<method>.train``; the
+    method's other keys are its hyper-parameters.
+    """
+    method_cfg = copy.deepcopy(cfg.get("methods", {}).get(method, {}))
+    train_override = method_cfg.pop("train", {})
+    train = deep_merge(cfg.get("train", {}), train_override)
+    return {
+        "dataset": dataset,
+        "method": method,
+        "seed": cfg["seed"],
+        "device": cfg["device"],
+        "train": train,
+        "hparams": method_cfg,
+    }
+
+
+def experiment_matrix(cfg: dict) -> list[tuple[str, str, str]]:
+    """All (dataset, method, inference) triples the experiment set asks for."""
+    ex = cfg["experiments"]
+    return [(d, m, i) for d in ex["datasets"] for m in ex["methods"] for i in ex["inference"]]
+
+
+def dataclass_from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
+    """Build a typed options dataclass, rejecting unknown keys and wrong types.
+
+    ``where`` names the block in messages, e.g. ``datasets.synthetic_balanced.options``.
+    """
+    data = dict(data or {})
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            hint = difflib.get_close_matches(key, list(fields), n=1)
+            raise TaxonbenchError(
+                f"{where}.{key}: unknown key"
+                + (f" (did you mean {hint[0]!r}?)" if hint else f"; valid keys: {', '.join(fields)}")
+            )
+    defaults = cls()  # type: ignore[call-arg]
+    for key, value in data.items():
+        expected = getattr(defaults, key)
+        if expected is None or value is None:
+            continue
+        if isinstance(expected, bool) != isinstance(value, bool):
+            raise TaxonbenchError(f"{where}.{key}: expected {type(expected).__name__}, got {value!r}")
+        if isinstance(expected, (int, float)) and not isinstance(value, (int, float)):
+            raise TaxonbenchError(f"{where}.{key}: expected a number, got {value!r}")
+        if isinstance(expected, int) and not isinstance(expected, bool) and isinstance(value, float):
+            raise TaxonbenchError(f"{where}.{key}: expected an integer, got {value!r}")
+        if isinstance(expected, str) and not isinstance(value, str):
+            raise TaxonbenchError(f"{where}.{key}: expected a string, got {value!r}")
+        if isinstance(expected, (list, tuple)) and not isinstance(value, (list, tuple)):
+            raise TaxonbenchError(f"{where}.{key}: expected a list, got {value!r}")
+        if isinstance(expected, dict) and not isinstance(value, dict):
+            raise TaxonbenchError(f"{where}.{key}: expected a mapping, got {value!r}")
+    return cls(**data)  # type: ignore[call-arg]

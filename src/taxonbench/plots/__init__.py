@@ -1,0 +1,1 @@
+"""Figures: operating curves (:mod:`taxonbench.plots.curves`), ..."""

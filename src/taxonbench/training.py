@@ -1,0 +1,266 @@
+"""Training loop: one (dataset, method) experiment from shards to ``model.pt``.
+
+- One seed controls everything: initialisation (``torch.manual_seed``), the
+  data order and augmentation of epoch ``e`` (a generator seeded with
+  ``(seed, e)``), so a resumed run replays exactly what an uninterrupted one does.
+- A checkpoint is written atomically after every epoch; a killed run resumes
+  from it when started again with the same settings.
+- CUDA with automatic mixed precision when present, CPU otherwise.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from torchvision import transforms as T
+from tqdm import tqdm
+
+from taxonbench.errors import TaxonbenchError
+from taxonbench.io import atomic_path, write_text_atomic
+from taxonbench.methods import METHODS, Method
+from taxonbench.models.backbones import Preprocess, build_backbone
+from taxonbench.shards import TAXONOMY, ShardDataset, read_manifest
+from taxonbench.taxonomy import Taxonomy
+
+CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"
+TRAIN_LOG = "train_log.csv"
+LOG_COLUMNS = ["epoch", "train_loss", "train_top1", "val_top1", "lr", "seconds"]
+
+
+def resolve_device(setting: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise TaxonbenchError("device: 'cuda' was asked for but no CUDA device is available")
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(setting)
+
+
+def image_transform(preprocess: Preprocess, image_size: int, augment: dict | None) -> T.Compose:
+    """Eval transform (``augment=None``) or train transform for a backbone's preprocessing."""
+    size = preprocess.image_size or image_size
+    steps: list[Any] = []
+    if size != image_size:
+        steps.append(T.Resize(size))
+    if augment is not None:
+        if augment.get("random_crop_padding", 0):
+            steps.append(T.RandomCrop(size, padding=augment["random_crop_padding"], padding_mode="reflect"))
+        if augment.get("hflip"):
+            steps.append(T.RandomHorizontalFlip())
+    steps += [T.ToTensor(), T.Normalize(preprocess.mean, preprocess.std)]
+    return T.Compose(steps)
+
+
+def build_method(meta: dict, taxonomy: Taxonomy, load_pretrained: bool = True) -> tuple[Method, Preprocess]:
+    """Instantiate the method described by ``meta`` (method, backbone, pretrained, hparams)."""
+    method_cls = METHODS.get(meta["method"])
+    backbone = build_backbone(meta["backbone"], meta.get("pretrained") if load_pretrained else None)
+    preprocess = Preprocess(**{k: tuple(v) if isinstance(v, list) else v
+                               for k, v in meta["preprocess"].items()}) if "preprocess" in meta else backbone.preprocess
+    return method_cls(backbone, taxonomy, meta.get("hparams", {})), preprocess
+
+
+def settings_digest(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _loader(dataset, batch_size: int, shuffle: bool, workers: int, seed: int, epoch: int, device) -> DataLoader:
+    gen = torch.Generator()
+    gen.manual_seed(seed * 1_000_003 + epoch)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        generator=gen,
+        pin_memory=device.type == "cuda",
+        drop_last=False,
+        persistent_workers=False,
+    )
+
+
+def _lr_lambda(schedule: dict, epochs: int, steps_per_epoch: int):
+    total = max(1, epochs * steps_per_epoch)
+    warmup = schedule.get("warmup_epochs", 0) * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if schedule["name"] == "cosine":
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        if schedule["name"] == "step":
+            return schedule["gamma"] ** ((step // steps_per_epoch) // schedule["step_size"])
+        return 1.0
+
+    return factor
+
+
+def _optimizer(params, cfg: dict) -> torch.optim.Optimizer:
+    if cfg["name"] == "sgd":
+        return torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+    return torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+
+
+@torch.no_grad()
+def _accuracy(model: Method, loader: DataLoader, device, amp: bool) -> float:
+    model.eval()
+    correct = total = 0
+    for images, leaf in loader:
+        images, leaf = images.to(device, non_blocking=True), leaf.to(device)
+        with torch.autocast(device.type, enabled=amp):
+            out = model(images)
+        correct += int((model.predict_leaf(out) == leaf).sum())
+        total += len(leaf)
+    return correct / max(1, total)
+
+
+def _save_torch_atomic(obj: Any, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def train(settings: dict, shards_dir: str | os.PathLike, out_dir: str | os.PathLike, progress: bool = True) -> Path:
+    """Train one method on one prepared dataset; write ``model.pt`` and ``train_log.csv`` in ``out_dir``.
+
+    ``settings`` is :func:`taxonbench.params.train_settings` output.
+    """
+    shards_dir, out_dir = Path(shards_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(shards_dir)
+    taxonomy = Taxonomy.read(shards_dir / TAXONOMY)
+    cfg = settings["train"]
+    seed = int(settings["seed"])
+    device = resolve_device(settings["device"])
+    amp = bool(cfg["amp"]) and device.type == "cuda"
+
+    torch.manual_seed(seed)
+    meta = {
+        "method": settings["method"],
+        "backbone": cfg["backbone"],
+        "pretrained": cfg["pretrained"],
+        "hparams": settings["hparams"],
+        "dataset": settings["dataset"],
+        "n_leaves": taxonomy.n_leaves,
+        "n_nodes": taxonomy.n_nodes,
+        "image_size": int(manifest.get("image_size", 32)),
+    }
+    model, preprocess = build_method(meta, taxonomy)
+    meta["preprocess"] = asdict(preprocess)
+    model.to(device)
+
+    image_size = meta["image_size"]
+    train_set = ShardDataset(shards_dir, "train", image_transform(preprocess, image_size, cfg["augment"]))
+    val_set = ShardDataset(shards_dir, "val", image_transform(preprocess, image_size, None)) \
+        if "val" in manifest["splits"] else None
+    steps_per_epoch = math.ceil(len(train_set) / cfg["batch_size"])
+    optimizer = _optimizer(model.parameters(), cfg["optimizer"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(cfg["schedule"], cfg["epochs"], steps_per_epoch)
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+
+    digest = settings_digest({**settings, "shards": manifest})
+    start_epoch, log_rows = 0, []
+    ckpt_path = out_dir / CHECKPOINT
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        if ckpt.get("digest") == digest:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            scaler.load_state_dict(ckpt["scaler"])
+            start_epoch, log_rows = int(ckpt["epoch"]) + 1, list(ckpt["log"])
+            print(f"resuming {out_dir} from epoch {start_epoch}", flush=True)
+        else:
+            print(f"{ckpt_path}: settings changed since this checkpoint; starting afresh", flush=True)
+
+    for epoch in range(start_epoch, cfg["epochs"]):
+        t0 = time.time()
+        torch.manual_seed(seed * 1_000_003 + epoch)  # in-process augmentation (num_workers=0)
+        model.train()
+        loader = _loader(train_set, cfg["batch_size"], True, cfg["num_workers"], seed, epoch, device)
+        total_loss = correct = seen = 0.0
+        bar = tqdm(loader, desc=f"{settings['method']} epoch {epoch + 1}/{cfg['epochs']}",
+                   disable=not progress, mininterval=2.0, leave=False)
+        for images, leaf in bar:
+            images, leaf = images.to(device, non_blocking=True), leaf.to(device, non_blocking=True)
+            with torch.autocast(device.type, enabled=amp):
+                outputs = model(images)
+            loss = model.loss(outputs, leaf)
+            if not torch.isfinite(loss):
+                raise TaxonbenchError(f"{settings['method']}: the training loss became {loss.item()} at epoch {epoch + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            total_loss += float(loss.detach()) * len(leaf)
+            correct += float((model.predict_leaf(outputs.detach()) == leaf).sum())
+            seen += len(leaf)
+        val_top1 = _accuracy(model, _loader(val_set, cfg["eval_batch_size"], False, cfg["num_workers"], seed, 0, device),
+                             device, amp) if val_set is not None else float("nan")
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": total_loss / max(1, seen),
+            "train_top1": correct / max(1, seen),
+            "val_top1": val_top1,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": time.time() - t0,
+        }
+        log_rows.append(row)
+        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+        _save_torch_atomic(
+            {
+                "digest": digest,
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "log": log_rows,
+            },
+            ckpt_path,
+        )
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS)
+    writer.writeheader()
+    writer.writerows(log_rows)
+    write_text_atomic(out_dir / TRAIN_LOG, buf.getvalue())
+    model_path = out_dir / MODEL
+    _save_torch_atomic({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "meta": meta}, model_path)
+    ckpt_path.unlink(missing_ok=True)
+    return model_path
+
+
+def load_model(model_path: str | os.PathLike, taxonomy: Taxonomy, device: torch.device) -> tuple[Method, Preprocess, dict]:
+    """Rebuild a trained method from ``model.pt`` (weights-only load)."""
+    model_path = Path(model_path)
+    if not model_path.exists():
+        raise TaxonbenchError(f"model not found: {model_path}")
+    try:
+        saved = torch.load(model_path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise TaxonbenchError(f"{model_path}: corrupt model file ({exc})") from None
+    meta = saved["meta"]
+    if meta["n_leaves"] != taxonomy.n_leaves or meta["n_nodes"] != taxonomy.n_nodes:
+        raise TaxonbenchError(
+            f"{model_path}: trained on a taxonomy of {meta['n_nodes']} nodes / {meta['n_leaves']} leaves, "
+            f"but the dataset has {taxonomy.n_nodes} / {taxonomy.n_leaves}"
+        )
+    model, preprocess = build_method(meta, taxonomy, load_pretrained=False)
+    model.load_state_dict(saved["state_dict"])
+    return model.to(device).eval(), preprocess, meta

@@ -1,0 +1,372 @@
+"""Tests of the table specs (HCCF paper Tables 1-6) and their CSV/LaTeX/vs-paper rendering."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from taxonbench.errors import TaxonbenchError
+from taxonbench.tables import TABLES, RowSpec, TableSpec, build_table, build_tables, load_reference
+from taxonbench.tables.render import latex_escape
+from taxonbench.tables.spec import reference_text
+
+HCCF_IDS = [f"hccf_table{i}" for i in range(1, 7)]
+KEYS = ["ap", "ac", "r_at_90c", "r_at_95c", "majority_f1", "leaf_f1", "leaf_top1"]
+
+
+def write_metrics(root: Path, dataset: str, method: str, inference: str, **overrides) -> Path:
+    """A fake metrics JSON; values 0.1, 0.2, ... unless overridden."""
+    data = {k: (i + 1) / 10 for i, k in enumerate(KEYS)}
+    data.update(n_samples=100, mistake_severity=1.5, some_unknown_key=42.0)
+    data.update(overrides)
+    path = root / dataset / method / f"{inference}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(path.read_text())))
+
+
+# --------------------------------------------------------------------------- specs
+
+
+def test_all_hccf_tables_registered():
+    assert set(HCCF_IDS) <= set(TABLES.names())
+
+
+@pytest.mark.parametrize("table_id", HCCF_IDS)
+def test_spec_matches_its_reference_csv(table_id):
+    """The spec's label/metric columns and every row label exist in the copied reference CSV,
+    and the spec covers every paper row, in the paper's order."""
+    spec = TABLES.get(table_id)
+    reader = csv.DictReader(io.StringIO(reference_text(spec)))
+    header = reader.fieldnames
+    assert spec.label_column == header[0]
+    assert spec.column_labels == header[1:]
+    paper_labels = [row[spec.label_column] for row in reader]
+    assert [r.label for r in spec.rows] == paper_labels
+    ref = load_reference(spec)
+    assert set(ref) == set(paper_labels)
+
+
+def test_reference_copies_present():
+    """Every reference CSV of the project's copy parses with a header and uniform row width."""
+    from importlib import resources
+
+    ref_dir = resources.files("taxonbench.tables").joinpath("reference")
+    names = sorted(p.name for p in ref_dir.iterdir() if p.name.endswith(".csv"))
+    assert len(names) == 33
+    assert ref_dir.joinpath("README.md").is_file()
+    for name in names:
+        rows = list(csv.reader(io.StringIO(ref_dir.joinpath(name).read_text(encoding="utf-8"))))
+        assert len(rows) >= 2, name
+        assert {len(r) for r in rows} == {len(rows[0])}, name
+
+
+def test_reference_numbers_kept_verbatim():
+    ref1 = load_reference(TABLES.get("hccf_table1"))
+    assert ref1["Flat softmax (Bertinetto et al., 2020)"]["AP"] == "61.18"
+    assert ref1["HCCF + diffusion"]["Leaf Top1"] == "56.33"
+    ref3 = load_reference(TABLES.get("hccf_table3"))
+    assert ref3["CE loss + text embedding + L67"]["AC"] == "65.7"  # one decimal, as printed
+    assert load_reference(TABLES.get("hccf_table6"))["HCCF L67 diffusion"]["Maj F1"] == "74.57"
+
+
+def test_mappings():
+    t1 = TABLES.get("hccf_table1")
+    assert [(r.method, r.inference) for r in t1.rows][-2:] == [
+        ("hccf", "bottom_up"),
+        ("hccf", "diffusion"),
+    ]
+    assert all(r.inference == "bottom_up" for r in t1.rows[:8])
+    t4 = TABLES.get("hccf_table4")
+    assert t4.rows[-1].method == "hccf" and t4.rows[0].method == "hccf_L7"
+    t5 = TABLES.get("hccf_table5")
+    assert t5.is_parametrized and t5.default_model == "flat_softmax"
+    assert [r.inference for r in t5.rows] == [
+        "top_down",
+        "advanced_top_down",
+        "bottom_up",
+        "diffusion",
+        "differentiable_diffusion",
+    ]
+    t6 = TABLES.get("hccf_table6")
+    assert {(r.method, r.inference) for r in t6.rows} == {
+        (m, i)
+        for m in ("hccf", "hccf_L67", "flat_softmax")
+        for i in ("bottom_up", "diffusion", "differentiable_diffusion")
+    }
+
+
+def test_spec_is_frozen_and_validated():
+    spec = TABLES.get("hccf_table1")
+    with pytest.raises(AttributeError):
+        spec.id = "x"  # type: ignore[misc]
+    assert isinstance(spec.rows, tuple) and isinstance(spec.columns, tuple)
+    with pytest.raises(ValueError):
+        TableSpec("t", "p", "c", "f.csv", "Model", [("ap", "AP")], [RowSpec("a", None, "bu")])
+    with pytest.raises(ValueError):
+        TableSpec(
+            "t", "p", "c", "f.csv", "Model", [("ap", "AP")],
+            [RowSpec("a", "m", "bu"), RowSpec("a", "m", "td")],
+        )
+
+
+# --------------------------------------------------------------------------- building
+
+
+@pytest.fixture
+def table1_run(tmp_path):
+    """Table 1 with three rows run (out of the paper's order on disk) on dataset 'syn_tail'."""
+    root = tmp_path / "metrics"
+    write_metrics(root, "syn_tail", "hccf", "diffusion", ap=0.7348)
+    write_metrics(root, "syn_tail", "flat_softmax", "bottom_up", ap=0.61184, leaf_top1=0.5)
+    write_metrics(root, "syn_tail", "cond_softmax", "bottom_up", ac=1.0, r_at_95c=0.0)
+    # a run on another dataset must not leak in
+    write_metrics(root, "other", "hccf", "bottom_up")
+    out = tmp_path / "tables"
+    paths = build_table("hccf_table1", "syn_tail", root, out)
+    return out, paths
+
+
+def test_build_table_writes_three_files(table1_run):
+    out, paths = table1_run
+    assert paths == [
+        out / "hccf_table1.csv",
+        out / "hccf_table1.tex",
+        out / "hccf_table1_vs_paper.csv",
+    ]
+    assert all(p.is_file() for p in paths)
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_csv_percentages_order_and_rows_left_out(table1_run):
+    out, _ = table1_run
+    lines = (out / "hccf_table1.csv").read_text().splitlines()
+    assert lines[0] == "Model,AP,AC,R@90C,R@95C,Majority F1,Leaf F1,Leaf Top1"
+    rows = read_csv(out / "hccf_table1.csv")
+    assert [r["Model"] for r in rows] == [
+        "Flat softmax (Bertinetto et al., 2020)",
+        "Cond softmax (Redmon & Farhadi, 2017)",
+        "HCCF + diffusion",
+    ]
+    flat = rows[0]
+    assert flat["AP"] == "61.18"
+    assert flat["AC"] == "20.00"
+    assert flat["Leaf Top1"] == "50.00"
+    assert rows[1]["AC"] == "100.00" and rows[1]["R@95C"] == "0.00"
+    assert rows[2]["AP"] == "73.48"
+
+
+def test_latex(table1_run):
+    out, _ = table1_run
+    tex = (out / "hccf_table1.tex").read_text()
+    for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
+        assert tex.count(rule) == 1
+    assert r"\begin{tabular}{lrrrrrrr}" in tex
+    assert r"Cond softmax (Redmon \& Farhadi, 2017) & 10.00 & 100.00" in tex
+    assert "Redmon & Farhadi" not in tex
+    # caption names the dataset (escaped)
+    caption = next(line for line in tex.splitlines() if line.startswith(r"\caption{"))
+    assert r"syn\_tail" in caption and "HCCF paper Table 1" in caption
+    # footnote lists the rows not run, in paper order
+    foot = next(line for line in tex.splitlines() if "Not run:" in line)
+    assert "Multilabel focal (Lin et al., 2017)" in foot
+    assert "Descendant softmax (Valmadre, 2022)" in foot
+    assert foot.index("Multilabel focal") < foot.index("Softmargin") < foot.index("; HCCF.")
+    assert "Flat softmax" not in foot and "HCCF + diffusion" not in foot
+    assert r"R@90C" in tex and "Majority F1" in tex
+
+
+def test_vs_paper(table1_run):
+    out, _ = table1_run
+    rows = read_csv(out / "hccf_table1_vs_paper.csv")
+    spec = TABLES.get("hccf_table1")
+    assert [r["Model"] for r in rows] == [r.label for r in spec.rows]  # every paper row
+    header = list(rows[0])
+    assert header[:5] == ["Model", "dataset", "method", "inference", "paper dataset"]
+    assert header[5:9] == ["AP (ours)", "AP (paper)", "AC (ours)", "AC (paper)"]
+    flat = rows[0]
+    assert flat["AP (paper)"] == "61.18" and flat["AP (ours)"] == "61.18"
+    assert flat["Leaf Top1 (paper)"] == "47.33" and flat["Leaf Top1 (ours)"] == "50.00"
+    assert flat["dataset"] == "syn_tail" and flat["paper dataset"] == "iNat18"
+    focal = rows[1]
+    assert focal["AP (ours)"] == "" and focal["AP (paper)"] == "46.70"
+    assert (focal["method"], focal["inference"]) == ("multilabel_focal", "bottom_up")
+    diff = rows[-1]
+    assert (diff["method"], diff["inference"]) == ("hccf", "diffusion")
+    assert diff["R@90C (paper)"] == "62.48"
+
+
+def test_table3_vs_paper_keeps_printed_decimals(tmp_path):
+    root = tmp_path / "m"
+    write_metrics(root, "d", "ce_text_init_levels_L67", "bottom_up")
+    build_table("hccf_table3", "d", root, tmp_path / "out")
+    rows = read_csv(tmp_path / "out" / "hccf_table3_vs_paper.csv")
+    l67 = next(r for r in rows if r["Models"] == "CE loss + text embedding + L67")
+    assert l67["AC (paper)"] == "65.7" and l67["AC (ours)"] == "20.00"
+    assert [r["Models"] for r in read_csv(tmp_path / "out" / "hccf_table3.csv")] == [
+        "CE loss + text embedding + L67"
+    ]
+
+
+def test_table6_column_label(tmp_path):
+    root = tmp_path / "m"
+    write_metrics(root, "d", "hccf_L67", "diffusion")
+    build_table("hccf_table6", "d", root, tmp_path)
+    assert (tmp_path / "hccf_table6.csv").read_text().splitlines()[0].split(",")[5] == "Maj F1"
+    rows = read_csv(tmp_path / "hccf_table6_vs_paper.csv")
+    assert rows[4]["Maj F1 (paper)"] == "74.57" and rows[4]["Maj F1 (ours)"] == "50.00"
+
+
+def test_table5_model_parameter(tmp_path):
+    root = tmp_path / "m"
+    write_metrics(root, "d", "flat_softmax", "top_down", ap=0.5)
+    write_metrics(root, "d", "hccf", "diffusion", ap=0.75)
+    # default model: flat_softmax
+    build_table("hccf_table5", "d", root, tmp_path / "a")
+    rows = read_csv(tmp_path / "a" / "hccf_table5.csv")
+    assert [(r["Model"], r["AP"]) for r in rows] == [("Top-down (Redmon & Farhadi, 2017)", "50.00")]
+    assert "flat\\_softmax" in (tmp_path / "a" / "hccf_table5.tex").read_text()
+    # override: hccf
+    build_table("hccf_table5", "d", root, tmp_path / "b", model_override="hccf")
+    rows = read_csv(tmp_path / "b" / "hccf_table5.csv")
+    assert [(r["Model"], r["AP"]) for r in rows] == [("Diffusion (Ours)", "75.00")]
+    vs = read_csv(tmp_path / "b" / "hccf_table5_vs_paper.csv")
+    assert {r["method"] for r in vs} == {"hccf"}
+
+
+def test_model_override_rejected_for_fixed_tables(tmp_path):
+    with pytest.raises(TaxonbenchError, match="hccf_table1"):
+        build_table("hccf_table1", "d", tmp_path, tmp_path, model_override="hccf")
+
+
+def test_nothing_run_still_renders(tmp_path):
+    paths = build_table("hccf_table4", "empty", tmp_path / "none", tmp_path / "out")
+    assert (tmp_path / "out" / "hccf_table4.csv").read_text() == (
+        "Model,AP,AC,R@90C,R@95C,Majority F1,Leaf F1,Leaf Top1\n"
+    )
+    tex = paths[1].read_text()
+    assert "Not run: HCCF L7; HCCF L67" in tex
+    assert len(read_csv(paths[2])) == 7
+
+
+def test_build_tables(tmp_path):
+    root = tmp_path / "m"
+    write_metrics(root, "a", "hccf", "bottom_up")
+    write_metrics(root, "b", "hccf", "differentiable_diffusion")
+    paths = build_tables(
+        {
+            "hccf_table1": {"dataset": "a"},
+            "hccf_table5": {"dataset": "b", "model": "hccf"},
+        },
+        root,
+        tmp_path / "out",
+    )
+    assert [p.name for p in paths] == [
+        "hccf_table1.csv",
+        "hccf_table1.tex",
+        "hccf_table1_vs_paper.csv",
+        "hccf_table5.csv",
+        "hccf_table5.tex",
+        "hccf_table5_vs_paper.csv",
+    ]
+    assert [r["Model"] for r in read_csv(paths[3])] == ["Differentiable diffusion (Ours)"]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_unknown_table_id_lists_valid_ids(tmp_path):
+    with pytest.raises(TaxonbenchError) as e:
+        build_table("hccf_table9", "d", tmp_path, tmp_path)
+    assert "hccf_table9" in str(e.value) and "hccf_table1" in str(e.value)
+    with pytest.raises(TaxonbenchError, match="hccf_table6"):
+        build_tables({"nope": {"dataset": "d"}}, tmp_path, tmp_path)
+
+
+def test_build_tables_bad_params(tmp_path):
+    with pytest.raises(TaxonbenchError, match="dataset"):
+        build_tables({"hccf_table1": {}}, tmp_path, tmp_path / "o")
+    with pytest.raises(TaxonbenchError, match="modle"):
+        build_tables({"hccf_table5": {"dataset": "d", "modle": "x"}}, tmp_path, tmp_path / "o")
+    # nothing written when a later table is invalid
+    with pytest.raises(TaxonbenchError):
+        build_tables(
+            {"hccf_table1": {"dataset": "d"}, "hccf_table2": {"dataset": "d", "model": "x"}},
+            tmp_path,
+            tmp_path / "o",
+        )
+    assert not (tmp_path / "o").exists()
+
+
+def test_corrupt_json_names_file(tmp_path):
+    path = write_metrics(tmp_path, "d", "flat_softmax", "bottom_up")
+    path.write_text("{not json")
+    with pytest.raises(TaxonbenchError) as e:
+        build_table("hccf_table1", "d", tmp_path, tmp_path / "out")
+    assert str(path) in str(e.value) and "JSON" in str(e.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_key_names_file_and_key(tmp_path):
+    path = write_metrics(tmp_path, "d", "softmargin", "bottom_up")
+    data = json.loads(path.read_text())
+    del data["r_at_95c"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(TaxonbenchError) as e:
+        build_table("hccf_table1", "d", tmp_path, tmp_path / "out")
+    assert str(path) in str(e.value) and "r_at_95c" in str(e.value)
+
+
+@pytest.mark.parametrize("bad", ["0.5", True, [0.5], 73.4, -0.2])
+def test_bad_values_raise(tmp_path, bad):
+    path = write_metrics(tmp_path, "d", "softmargin", "bottom_up", leaf_f1=bad)
+    with pytest.raises(TaxonbenchError) as e:
+        build_table("hccf_table1", "d", tmp_path, tmp_path / "out")
+    assert str(path) in str(e.value) and "leaf_f1" in str(e.value)
+
+
+def test_not_a_json_object(tmp_path):
+    path = write_metrics(tmp_path, "d", "softmargin", "bottom_up")
+    path.write_text("[1, 2]")
+    with pytest.raises(TaxonbenchError, match="object"):
+        build_table("hccf_table1", "d", tmp_path, tmp_path / "out")
+
+
+def test_non_finite_values_left_empty_and_footnoted(tmp_path, caplog):
+    root = tmp_path / "m"
+    write_metrics(root, "d", "hccf", "bottom_up", r_at_95c=math.nan, leaf_f1=None)
+    write_metrics(root, "d", "hccf", "diffusion", ap=math.inf)
+    out = tmp_path / "out"
+    build_table("hccf_table1", "d", root, out)
+    rows = read_csv(out / "hccf_table1.csv")
+    hccf = rows[0]
+    assert hccf["Model"] == "HCCF"
+    assert hccf["R@95C"] == "" and hccf["Leaf F1"] == "" and hccf["AP"] == "10.00"
+    assert rows[1]["AP"] == ""
+    tex = (out / "hccf_table1.tex").read_text()
+    assert "nan" not in tex.lower() and "inf &" not in tex
+    foot = next(line for line in tex.splitlines() if "Not finite" in line)
+    assert "HCCF: R@95C" in foot and "HCCF: Leaf F1" in foot and "HCCF + diffusion: AP" in foot
+    vs = read_csv(out / "hccf_table1_vs_paper.csv")
+    assert vs[8]["R@95C (ours)"] == "" and vs[8]["R@95C (paper)"] == "52.60"
+    assert "not finite" in caplog.text
+
+
+def test_dataset_must_be_one_path_component(tmp_path):
+    with pytest.raises(TaxonbenchError, match="dataset"):
+        build_table("hccf_table1", "../x", tmp_path, tmp_path)
+
+
+def test_latex_escape():
+    assert latex_escape("a & b % c _ d # e $ {f} ~ ^ \\") == (
+        r"a \& b \% c \_ d \# e \$ \{f\} \textasciitilde{} \textasciicircum{} \textbackslash{}"
+    )

@@ -1,0 +1,28 @@
+rule tables:
+    input:
+        metrics_files(),
+    output:
+        table_outputs(),
+    params:
+        settings=tables_settings,
+    log:
+        "logs/tables.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "taxonbench tables --metrics-root results/metrics --out results/tables"
+        " --settings {params.settings:q} > {log} 2>&1"
+
+
+rule curves_figure:
+    input:
+        dataset_curves,
+    output:
+        "results/figures/operating_curves_{dataset}.png",
+    log:
+        "logs/figures/operating_curves_{dataset}.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "taxonbench curves-figure --title 'Operating curves: {wildcards.dataset}'"
+        " --out {output} {input} > {log} 2>&1"

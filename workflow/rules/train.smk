@@ -1,0 +1,44 @@
+rule train:
+    input:
+        manifest="data/shards/{dataset}/manifest.json",
+        taxonomy="data/shards/{dataset}/taxonomy.parquet",
+    output:
+        model="results/models/{dataset}/{method}/model.pt",
+        train_log="results/models/{dataset}/{method}/train_log.csv",
+    params:
+        settings=method_settings,
+        shards=shards_dir,
+        out=model_dir,
+    log:
+        "logs/train/{dataset}/{method}.log",
+    conda:
+        "../../environment.yml"
+    threads: 2
+    resources:
+        runtime=240,
+        mem_mb=8000,
+    shell:
+        "taxonbench train --shards {params.shards} --out {params.out}"
+        " --settings {params.settings:q} --no-progress > {log} 2>&1"
+
+
+rule logits:
+    input:
+        model="results/models/{dataset}/{method}/model.pt",
+        manifest="data/shards/{dataset}/manifest.json",
+    output:
+        scores="results/logits/{dataset}/{method}/{split}.parquet",
+        sidecar="results/logits/{dataset}/{method}/{split}.json",
+    params:
+        shards=shards_dir,
+        batch_size=eval_batch_size,
+    log:
+        "logs/logits/{dataset}/{method}/{split}.log",
+    conda:
+        "../../environment.yml"
+    resources:
+        runtime=60,
+        mem_mb=8000,
+    shell:
+        "taxonbench logits --model {input.model} --shards {params.shards} --split {wildcards.split}"
+        " --batch-size {params.batch_size} --out {output.scores} > {log} 2>&1"
