@@ -86,9 +86,19 @@ def table_outputs():
     )
 
 
+def logits_files():
+    return expand(
+        "results/logits/{dataset}/{method}/{split}.parquet",
+        dataset=DATASETS,
+        method=METHODS,
+        split=EXPERIMENTS["logit_splits"],
+    )
+
+
 def get_final_outputs():
     return (
-        metrics_files()
+        logits_files()
+        + metrics_files()
         + table_outputs()
         + expand("results/figures/operating_curves_{dataset}.png", dataset=DATASETS)
         + expand("results/figures/{dataset}_samples.png", dataset=DATASETS)

@@ -1,0 +1,139 @@
+"""End to end: Snakemake and DVC run the whole pipeline on a tiny configuration.
+
+Each test works in a temporary directory with the repository's workflow, so
+nothing in the checkout is touched.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+TINY_SYNTHETIC = {
+    "branching": {"kingdom": [2, 2], "phylum": [1, 1], "class": [1, 1], "order": [1, 1],
+                  "family": [1, 2], "genus": [1, 1], "species": [2, 2]},
+    "leaves": [4, 8],
+    "train_per_leaf": 8,
+    "val_per_leaf": 3,
+    "test_per_leaf": 4,
+    "image_size": 16,
+}
+TINY_PARAMS = {
+    "seed": 0,
+    "device": "cpu",
+    "datasets": {
+        "tiny": {"source": "synthetic", "rows_per_shard": 20, "options": {"variant": "balanced", **TINY_SYNTHETIC}},
+    },
+    "train": {"epochs": 1, "batch_size": 16, "num_workers": 0},
+    "methods": {"flat_softmax": {}},
+    "experiments": {"datasets": ["tiny"], "methods": ["flat_softmax"], "inference": ["bottom_up"]},
+    "tables": {"hccf_table1": {"dataset": "tiny"}, "hccf_table2": {"dataset": "tiny"}},
+}
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def _snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return _run([str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+                 "--cores", "2", *args], cwd=workdir, check=check)
+
+
+def _assert_tables_finite(root: Path) -> None:
+    for table in ("hccf_table1", "hccf_table2"):
+        with open(root / "results" / "tables" / f"{table}.csv") as fh:
+            rows = list(csv.DictReader(fh))
+        assert [r["Model"] for r in rows] == ["Flat softmax (Bertinetto et al., 2020)"]
+        numbers = [float(v) for k, v in rows[0].items() if k != "Model"]
+        assert len(numbers) == 7 and all(math.isfinite(x) and 0 <= x <= 100 for x in numbers)
+        tex = (root / "results" / "tables" / f"{table}.tex").read_text()
+        assert "\\toprule" in tex and "\\bottomrule" in tex and "Not run:" in tex
+        assert (root / "results" / "tables" / f"{table}_vs_paper.csv").exists()
+
+
+def test_snakemake_tiny_pipeline(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS))
+    _snakemake(tmp_path)
+    metrics = json.loads((tmp_path / "results/metrics/tiny/flat_softmax/bottom_up.json").read_text())
+    for key in ("ap", "ac", "r_at_90c", "r_at_95c", "majority_f1", "leaf_f1", "leaf_top1"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["n_samples"] > 0
+    _assert_tables_finite(tmp_path)
+    for figure in ("operating_curves_tiny.png", "tiny_samples.png"):
+        assert (tmp_path / "results" / "figures" / figure).read_bytes()[:4] == b"\x89PNG"
+    for split in ("val", "test"):
+        assert (tmp_path / f"results/logits/tiny/flat_softmax/{split}.json").exists()
+
+    again = _snakemake(tmp_path)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_snakemake_rejects_params_typo(tmp_path):
+    bad = json.loads(json.dumps(TINY_PARAMS))
+    bad["train"]["epochz"] = 3
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(bad))
+    proc = _snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0
+    assert "train.epochz: unknown key (did you mean 'epochs'?)" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_snakemake_lint():
+    proc = _run([str(BIN / "snakemake"), "--lint"], cwd=REPO, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dvc_repro_runs_the_same_pipeline(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    for item in ("Snakefile", "dvc.yaml", ".dvcignore", "profiles", "environment.yml"):
+        src = REPO / item
+        if src.is_symlink():
+            (project / item).symlink_to(os.readlink(src))
+        else:
+            shutil.copy(src, project / item)
+    shutil.copytree(REPO / "workflow", project / "workflow", symlinks=True)
+    shutil.copytree(REPO / "src" / "taxonbench", project / "src" / "taxonbench",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (project / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS))
+    _run(["git", "init", "-q"], cwd=project)
+    _run([str(BIN / "dvc"), "init", "-q"], cwd=project)
+
+    _run([str(BIN / "dvc"), "repro"], cwd=project)
+    assert (project / "dvc.lock").exists()
+    _assert_tables_finite(project)
+
+    second = _run([str(BIN / "dvc"), "repro"], cwd=project)
+    assert "didn't change" in second.stdout or "up to date" in second.stdout
+
+    shown = json.loads(_run([str(BIN / "dvc"), "metrics", "show", "--json"], cwd=project).stdout)
+    flat = json.dumps(shown)
+    assert "results/metrics/tiny/flat_softmax/bottom_up.json" in flat and '"leaf_top1"' in flat
+
+    _run([str(BIN / "dvc"), "plots", "show", "-o", "plots_html"], cwd=project)
+    html = (project / "plots_html" / "index.html").read_text()
+    assert "info_recall" in html
