@@ -65,3 +65,9 @@ def test_console_script_lists_registries():
     assert "methods: flat_softmax" in out.stdout
     assert "inference: bottom_up" in out.stdout
     assert "hccf_table1" in out.stdout
+
+
+def test_train_with_params_needs_dataset_and_method(capsys, params_file, toy_shards, tmp_path):
+    code, _, err = run(capsys, "train", "--params", str(params_file), "--shards", str(toy_shards),
+                       "--out", str(tmp_path / "m"))
+    assert code == 2 and "train: --dataset and --method required with --params" in err

@@ -28,6 +28,9 @@ def _resolve(args, resolver, *names):
 
     if args.settings is not None:
         return parse_settings(args.settings)
+    missing = [f"--{n}" for n, v in zip(("dataset", "method"), names) if v is None]
+    if missing:
+        raise TaxonbenchError(f"{args.command}: {' and '.join(missing)} required with --params")
     cfg = load_params(*(args.params or ["params.yaml"]))
     return resolver(cfg, *names)
 

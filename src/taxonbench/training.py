@@ -67,8 +67,10 @@ def build_method(meta: dict, taxonomy: Taxonomy, load_pretrained: bool = True) -
     """Instantiate the method described by ``meta`` (method, backbone, pretrained, hparams)."""
     method_cls = METHODS.get(meta["method"])
     backbone = build_backbone(meta["backbone"], meta.get("pretrained") if load_pretrained else None)
-    preprocess = Preprocess(**{k: tuple(v) if isinstance(v, list) else v
-                               for k, v in meta["preprocess"].items()}) if "preprocess" in meta else backbone.preprocess
+    preprocess = backbone.preprocess
+    if "preprocess" in meta:  # a saved model keeps the normalisation it was trained with
+        saved = meta["preprocess"]
+        preprocess = Preprocess(mean=tuple(saved["mean"]), std=tuple(saved["std"]), image_size=saved["image_size"])
     return method_cls(backbone, taxonomy, meta.get("hparams", {})), preprocess
 
 

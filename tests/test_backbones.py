@@ -1,0 +1,43 @@
+"""Backbones: every registered one builds; weights load through `pretrained=`; clear errors."""
+
+import pytest
+import torch
+
+from taxonbench.errors import TaxonbenchError
+from taxonbench.models.backbones import BACKBONES, IMAGENET, build_backbone
+
+
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_every_backbone_maps_images_to_features(name):
+    backbone = build_backbone(name)
+    backbone.module.eval()
+    with torch.no_grad():
+        out = backbone.module(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, backbone.num_features)
+
+
+@pytest.mark.parametrize("name", ["tiny_cnn", "resnet18"])
+def test_checkpoint_path_loads_the_same_weights(name, tmp_path):
+    torch.manual_seed(1)
+    original = build_backbone(name)
+    path = tmp_path / f"{name}.pt"
+    torch.save(original.module.state_dict(), path)
+    torch.manual_seed(2)
+    loaded = build_backbone(name, pretrained=str(path))
+    for key, value in original.module.state_dict().items():
+        torch.testing.assert_close(loaded.module.state_dict()[key], value)
+    if name == "resnet18":
+        assert loaded.preprocess == IMAGENET
+
+
+def test_mismatched_checkpoint_and_unknown_names(tmp_path):
+    path = tmp_path / "tiny.pt"
+    torch.save(build_backbone("tiny_cnn").module.state_dict(), path)
+    with pytest.raises(TaxonbenchError, match=r"tiny.pt: checkpoint does not match backbone 'resnet18'"):
+        build_backbone("resnet18", pretrained=str(path))
+    with pytest.raises(TaxonbenchError, match=r"unknown pretrained weights 'IMAGENET9K'; valid: IMAGENET1K_V1"):
+        build_backbone("resnet18", pretrained="IMAGENET9K")
+    with pytest.raises(TaxonbenchError, match=r"'tiny_cnn' has no named pretrained weights"):
+        build_backbone("tiny_cnn", pretrained="IMAGENET1K_V1")
+    with pytest.raises(TaxonbenchError, match=r"unknown backbone 'vit'; available: resnet18, resnet50, tiny_cnn"):
+        build_backbone("vit")
