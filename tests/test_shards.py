@@ -1,6 +1,5 @@
 """Shards: writing in numbered parts, atomic swap, reading back, clear errors."""
 
-import json
 
 import numpy as np
 import pytest

@@ -1,6 +1,5 @@
 """Training: model + log written, checkpoints resume exactly, logits/inference contracts."""
 
-import json
 
 import numpy as np
 import pytest
