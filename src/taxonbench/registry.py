@@ -6,6 +6,8 @@ place; adding one is a new module with a decorator, never an if-chain.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -49,3 +51,14 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def import_submodules(package_name: str, package_path: list[str]) -> None:
+    """Import every module of a package so that its components register themselves.
+
+    Called at the end of a registry package's ``__init__``: adding a component
+    is adding one module, with no import list to edit.
+    """
+    for info in sorted(pkgutil.iter_modules(package_path), key=lambda m: m.name):
+        if not info.name.startswith("_") and info.name != "base":
+            importlib.import_module(f"{package_name}.{info.name}")

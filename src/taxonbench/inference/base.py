@@ -29,14 +29,22 @@ class Inference:
     def __init__(self, taxonomy: Taxonomy, options: dict | None = None) -> None:
         self.taxonomy = taxonomy
         self.options = options or {}
+        self.sidecar: dict = {}
+
+    @classmethod
+    def applies_to(cls, kind: str) -> bool:
+        """Whether this inference can use scores of ``kind`` (a logits sidecar's ``kind``)."""
+        return kind in cls.kinds
 
     def check(self, sidecar: dict, where: str) -> None:
+        """Refuse scores this method cannot use; remember the sidecar (kinds may carry options)."""
         kind = sidecar.get("kind")
-        if kind not in self.kinds:
+        if not self.applies_to(kind):
             raise TaxonbenchError(
                 f"inference {self.name!r} cannot use the outputs of method {sidecar.get('method')!r} "
                 f"({where}: kind {kind!r}); it needs one of: {', '.join(sorted(self.kinds))}"
             )
+        self.sidecar = sidecar
 
     def __call__(self, scores: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -1,11 +1,11 @@
 """Training methods, registered by name (the ``methods`` of params)."""
 
 from taxonbench.methods.base import Method
-from taxonbench.registry import Registry
+from taxonbench.registry import Registry, import_submodules
 
 METHODS: Registry[type[Method]] = Registry("method")
 
-# Methods register themselves on import.
-from taxonbench.methods import flat_softmax  # noqa: E402,F401
+# Every module of this package registers its methods on import.
+import_submodules(__name__, __path__)
 
 __all__ = ["METHODS", "Method"]

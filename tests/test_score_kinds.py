@@ -1,0 +1,99 @@
+"""Native node-score rules of every score kind vs. slow loops over paths and subtrees."""
+
+import math
+
+import numpy as np
+import pytest
+
+from taxonbench.errors import TaxonbenchError
+from taxonbench.score_kinds import KINDS, conditional_probs, node_scores
+from taxonbench.taxonomy import Taxonomy
+
+#        0
+#      /   \
+#     1     2
+#    / \     \
+#   3   4     5
+#            / \
+#           6   7
+PARENTS = [-1, 0, 0, 1, 1, 2, 5, 5]
+TAX = Taxonomy.from_parents(PARENTS)
+RNG = np.random.default_rng(0)
+
+
+def path(v):
+    out = [v]
+    while PARENTS[out[-1]] != -1:
+        out.append(PARENTS[out[-1]])
+    return out[::-1]
+
+
+def subtree(v):
+    return [u for u in range(len(PARENTS)) if v in path(u)]
+
+
+def sigmoid(x):
+    return 1 / (1 + math.exp(-x))
+
+
+def siblings(v):
+    return [u for u in range(1, len(PARENTS)) if PARENTS[u] == PARENTS[v]]
+
+
+def brute(kind, theta, temperature=1.0):
+    n = len(PARENTS)
+    full = [0.0] + list(theta) if len(theta) == n - 1 else list(theta)
+    out = []
+    for v in range(n):
+        if kind == "leaf_logits":
+            z = sum(math.exp(t) for t in theta)
+            leaves = TAX.leaf_nodes.tolist()
+            out.append(sum(math.exp(theta[i]) / z for i, u in enumerate(leaves) if u in subtree(v)))
+        elif kind == "node_sigmoid_logits":
+            out.append(1.0 if v == 0 else sigmoid(full[v]))
+        elif kind == "sibling_softmax_logits":
+            p = 1.0
+            for u in path(v)[1:]:
+                p *= math.exp(full[u]) / sum(math.exp(full[s]) for s in siblings(u))
+            out.append(p)
+        elif kind == "sibling_sigmoid_logits":
+            out.append(math.prod(sigmoid(full[u]) for u in path(v)[1:]))
+        elif kind == "path_sum_logits":
+            out.append(1.0 if v == 0 else sigmoid(sum(full[u] for u in path(v)[1:]) / temperature))
+        elif kind == "subtree_softmax_logits":
+            z = sum(math.exp(t) for t in full)
+            out.append(sum(math.exp(full[u]) / z for u in subtree(v)))
+    return out
+
+
+@pytest.mark.parametrize("kind", KINDS.names())
+def test_rule_matches_brute_force(kind):
+    dim = KINDS.get(kind).dim(TAX)
+    theta = RNG.normal(0, 2, size=(5, dim))
+    side = {"kind": kind, "temperature": 10.0}
+    got = node_scores(theta, TAX, side)
+    want = np.array([brute(kind, row, 10.0) for row in theta])
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["leaf_logits", "sibling_softmax_logits", "sibling_sigmoid_logits",
+                                  "subtree_softmax_logits"])
+def test_conditionals_multiply_back_to_node_scores(kind):
+    dim = KINDS.get(kind).dim(TAX)
+    theta = RNG.normal(0, 1, size=(4, dim))
+    side = {"kind": kind}
+    cond = conditional_probs(theta, TAX, side)
+    product = np.array([[np.prod([c[u] for u in path(v)]) for v in range(len(PARENTS))] for c in cond])
+    np.testing.assert_allclose(product, node_scores(theta, TAX, side), rtol=1e-10)
+    if kind in ("leaf_logits", "sibling_softmax_logits"):  # children of a node share its whole mass
+        np.testing.assert_allclose(cond[:, 1] + cond[:, 2], 1.0, rtol=1e-10)
+        np.testing.assert_allclose(cond[:, 6] + cond[:, 7], 1.0, rtol=1e-10)
+
+
+def test_wrong_width_and_kind():
+    with pytest.raises(TaxonbenchError, match="must have 4 columns for this taxonomy; got 3"):
+        node_scores(np.zeros((1, 3)), TAX, {"kind": "leaf_logits"})
+    with pytest.raises(TaxonbenchError, match="unknown score kind 'probabilities'"):
+        node_scores(np.zeros((1, 3)), TAX, {"kind": "probabilities"})
+    with pytest.raises(TaxonbenchError, match="no conditional probabilities"):
+        conditional_probs(np.zeros((1, 7)), TAX, {"kind": "node_sigmoid_logits"})
