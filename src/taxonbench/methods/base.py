@@ -16,6 +16,7 @@ from torch import nn
 
 from taxonbench.models.backbones import Backbone
 from taxonbench.params import dataclass_from_dict
+from taxonbench.score_kinds import node_scores
 from taxonbench.taxonomy import Taxonomy
 
 
@@ -48,8 +49,9 @@ class Method(nn.Module):
         raise NotImplementedError
 
     def predict_leaf(self, outputs: torch.Tensor) -> torch.Tensor:
-        """The top-1 leaf index (for training logs)."""
-        raise NotImplementedError
+        """The top-1 leaf index under the method's own node scores (for training logs)."""
+        p = node_scores(outputs.detach().double().cpu().numpy(), self.taxonomy, self.sidecar())
+        return torch.as_tensor(p[:, self.taxonomy.leaf_nodes].argmax(axis=1), device=outputs.device)
 
     def sidecar(self) -> dict:
         """What the dumped scores are, for the logits sidecar JSON."""
