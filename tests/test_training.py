@@ -41,9 +41,11 @@ def test_train_writes_model_and_log(toy_shards, tmp_path):
     assert saved["meta"]["n_leaves"] == 4
 
 
-def test_resume_after_kill_matches_uninterrupted_run(toy_shards, tmp_path, monkeypatch):
+@pytest.mark.parametrize("cache_decoded_mb", [2048, 0], ids=["decoded-in-memory", "dataloader"])
+def test_resume_after_kill_matches_uninterrupted_run(toy_shards, tmp_path, monkeypatch, cache_decoded_mb):
+    settings = toy_settings(cache_decoded_mb=cache_decoded_mb)
     straight = tmp_path / "straight"
-    training.train(toy_settings(), toy_shards, straight, progress=False)
+    training.train(settings, toy_shards, straight, progress=False)
 
     resumed = tmp_path / "resumed"
     calls = {"n": 0}
@@ -57,10 +59,10 @@ def test_resume_after_kill_matches_uninterrupted_run(toy_shards, tmp_path, monke
 
     monkeypatch.setattr(training, "_accuracy", killed_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
-        training.train(toy_settings(), toy_shards, resumed, progress=False)
+        training.train(settings, toy_shards, resumed, progress=False)
     assert (resumed / "checkpoint.pt").exists() and not (resumed / "model.pt").exists()
     monkeypatch.setattr(training, "_accuracy", real_accuracy)
-    training.train(toy_settings(), toy_shards, resumed, progress=False)
+    training.train(settings, toy_shards, resumed, progress=False)
 
     a, b = _weights(straight / "model.pt"), _weights(resumed / "model.pt")
     assert a.keys() == b.keys()
@@ -116,3 +118,22 @@ def test_model_for_other_taxonomy_is_refused(toy_shards, tmp_path):
     other = Taxonomy.from_parents([-1, 0, 0])
     with pytest.raises(TaxonbenchError, match="trained on a taxonomy of 7 nodes / 4 leaves"):
         training.load_model(out / "model.pt", other, torch.device("cpu"))
+
+
+def test_decoded_and_dataloader_batches_agree(toy_shards):
+    from taxonbench.batches import DecodedBatches, LoaderBatches, epoch_generator, make_batches
+    from taxonbench.models.backbones import Preprocess
+
+    cpu = torch.device("cpu")
+    fast = make_batches(toy_shards, "test", Preprocess(), 16, None, cpu, 0, 2048, 12)
+    slow = make_batches(toy_shards, "test", Preprocess(), 16, None, cpu, 0, 0, 12)
+    assert isinstance(fast, DecodedBatches) and isinstance(slow, LoaderBatches)
+    (xa, ya), = fast.epoch(12, False, epoch_generator(0, 0))
+    (xb, yb), = slow.epoch(12, False, epoch_generator(0, 0))
+    torch.testing.assert_close(xa, xb, rtol=0, atol=1e-6)
+    assert ya.tolist() == yb.tolist()
+    # augmentation keeps the shape and only moves pixels by at most the padding
+    aug = make_batches(toy_shards, "test", Preprocess(), 16, {"random_crop_padding": 2, "hflip": True}, cpu, 0, 2048, 12)
+    (xc, yc), = aug.epoch(12, False, epoch_generator(0, 1))
+    assert xc.shape == xa.shape and yc.tolist() == ya.tolist()
+    assert not torch.equal(xc, xa)

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
+from taxonbench.batches import epoch_generator, make_batches
+from taxonbench.errors import TaxonbenchError
 from taxonbench.matrix_io import write_matrix
-from taxonbench.shards import TAXONOMY, ShardDataset, read_manifest
+from taxonbench.shards import TAXONOMY, read_manifest, read_split_column
 from taxonbench.taxonomy import Taxonomy
-from taxonbench.training import image_transform, load_model, resolve_device
+from taxonbench.training import load_model, resolve_device
 
 
 def dump_logits(
@@ -25,6 +26,7 @@ def dump_logits(
     device: str = "auto",
     batch_size: int = 512,
     num_workers: int = 0,
+    cache_decoded_mb: int = 2048,
 ) -> int:
     """Run the model over ``split`` in shard order; write ``id, leaf, scores`` + the JSON sidecar."""
     shards_dir = Path(shards_dir)
@@ -32,19 +34,21 @@ def dump_logits(
     taxonomy = Taxonomy.read(shards_dir / TAXONOMY)
     dev = resolve_device(device)
     model, preprocess, meta = load_model(model_path, taxonomy, dev)
-    dataset = ShardDataset(shards_dir, split, image_transform(preprocess, int(manifest.get("image_size", 32)), None))
-    ids = dataset.ids
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    if split not in manifest["splits"]:
+        raise TaxonbenchError(f"{shards_dir}: no split {split!r}; the manifest lists {', '.join(manifest['splits'])}")
+    source = make_batches(shards_dir, split, preprocess, int(manifest.get("image_size", 32)), None, dev,
+                           num_workers, cache_decoded_mb, manifest["splits"][split]["rows"])
+    ids = read_split_column(shards_dir, split, "id")
     amp = dev.type == "cuda"
 
     def batches() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         start = 0
         with torch.no_grad():
-            for images, leaf in loader:
+            for images, leaf in source.epoch(batch_size, False, epoch_generator(0, 0)):
                 with torch.autocast(dev.type, enabled=amp):
-                    out = model(images.to(dev))
+                    out = model(images)
                 n = len(leaf)
-                yield ids[start : start + n], leaf.numpy(), out.float().cpu().numpy()
+                yield ids[start : start + n], leaf.cpu().numpy(), out.float().cpu().numpy()
                 start += n
 
     sidecar = {**model.sidecar(), "split": split, "dataset": meta["dataset"],

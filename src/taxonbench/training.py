@@ -2,7 +2,8 @@
 
 - One seed controls everything: initialisation (``torch.manual_seed``), the
   data order and augmentation of epoch ``e`` (a generator seeded with
-  ``(seed, e)``), so a resumed run replays exactly what an uninterrupted one does.
+  ``(seed, e)``, :mod:`taxonbench.batches`), so a resumed run replays exactly
+  what an uninterrupted one does.
 - A checkpoint is written atomically after every epoch; a killed run resumes
   from it when started again with the same settings.
 - CUDA with automatic mixed precision when present, CPU otherwise.
@@ -22,15 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
-from torchvision import transforms as T
 from tqdm import tqdm
 
+from taxonbench.batches import epoch_generator, make_batches
 from taxonbench.errors import TaxonbenchError
 from taxonbench.io import atomic_path, write_text_atomic
 from taxonbench.methods import METHODS, Method
 from taxonbench.models.backbones import Preprocess, build_backbone
-from taxonbench.shards import TAXONOMY, ShardDataset, read_manifest
+from taxonbench.shards import TAXONOMY, read_manifest
 from taxonbench.taxonomy import Taxonomy
 
 CHECKPOINT = "checkpoint.pt"
@@ -48,21 +48,6 @@ def resolve_device(setting: str) -> torch.device:
     return torch.device(setting)
 
 
-def image_transform(preprocess: Preprocess, image_size: int, augment: dict | None) -> T.Compose:
-    """Eval transform (``augment=None``) or train transform for a backbone's preprocessing."""
-    size = preprocess.image_size or image_size
-    steps: list[Any] = []
-    if size != image_size:
-        steps.append(T.Resize(size))
-    if augment is not None:
-        if augment.get("random_crop_padding", 0):
-            steps.append(T.RandomCrop(size, padding=augment["random_crop_padding"], padding_mode="reflect"))
-        if augment.get("hflip"):
-            steps.append(T.RandomHorizontalFlip())
-    steps += [T.ToTensor(), T.Normalize(preprocess.mean, preprocess.std)]
-    return T.Compose(steps)
-
-
 def build_method(meta: dict, taxonomy: Taxonomy, load_pretrained: bool = True) -> tuple[Method, Preprocess]:
     """Instantiate the method described by ``meta`` (method, backbone, pretrained, hparams)."""
     method_cls = METHODS.get(meta["method"])
@@ -76,21 +61,6 @@ def build_method(meta: dict, taxonomy: Taxonomy, load_pretrained: bool = True) -
 
 def settings_digest(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _loader(dataset, batch_size: int, shuffle: bool, workers: int, seed: int, epoch: int, device) -> DataLoader:
-    gen = torch.Generator()
-    gen.manual_seed(seed * 1_000_003 + epoch)
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        num_workers=workers,
-        generator=gen,
-        pin_memory=device.type == "cuda",
-        drop_last=False,
-        persistent_workers=False,
-    )
 
 
 def _lr_lambda(schedule: dict, epochs: int, steps_per_epoch: int):
@@ -117,11 +87,10 @@ def _optimizer(params, cfg: dict) -> torch.optim.Optimizer:
 
 
 @torch.no_grad()
-def _accuracy(model: Method, loader: DataLoader, device, amp: bool) -> float:
+def _accuracy(model: Method, batches, batch_size: int, device, amp: bool) -> float:
     model.eval()
     correct = total = 0
-    for images, leaf in loader:
-        images, leaf = images.to(device, non_blocking=True), leaf.to(device)
+    for images, leaf in batches.epoch(batch_size, False, epoch_generator(0, 0)):
         with torch.autocast(device.type, enabled=amp):
             out = model(images)
         correct += int((model.predict_leaf(out) == leaf).sum())
@@ -163,10 +132,12 @@ def train(settings: dict, shards_dir: str | os.PathLike, out_dir: str | os.PathL
     meta["preprocess"] = asdict(preprocess)
     model.to(device)
 
-    image_size = meta["image_size"]
-    train_set = ShardDataset(shards_dir, "train", image_transform(preprocess, image_size, cfg["augment"]))
-    val_set = ShardDataset(shards_dir, "val", image_transform(preprocess, image_size, None)) \
-        if "val" in manifest["splits"] else None
+    def batches(split: str, augment: dict | None):
+        return make_batches(shards_dir, split, preprocess, meta["image_size"], augment, device,
+                            cfg["num_workers"], cfg["cache_decoded_mb"], manifest["splits"][split]["rows"])
+
+    train_set = batches("train", cfg["augment"])
+    val_set = batches("val", None) if "val" in manifest["splits"] else None
     steps_per_epoch = math.ceil(len(train_set) / cfg["batch_size"])
     optimizer = _optimizer(model.parameters(), cfg["optimizer"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -191,14 +162,12 @@ def train(settings: dict, shards_dir: str | os.PathLike, out_dir: str | os.PathL
 
     for epoch in range(start_epoch, cfg["epochs"]):
         t0 = time.time()
-        torch.manual_seed(seed * 1_000_003 + epoch)  # in-process augmentation (num_workers=0)
         model.train()
-        loader = _loader(train_set, cfg["batch_size"], True, cfg["num_workers"], seed, epoch, device)
         total_loss = correct = seen = 0.0
-        bar = tqdm(loader, desc=f"{settings['method']} epoch {epoch + 1}/{cfg['epochs']}",
+        bar = tqdm(train_set.epoch(cfg["batch_size"], True, epoch_generator(seed, epoch)),
+                   total=steps_per_epoch, desc=f"{settings['method']} epoch {epoch + 1}/{cfg['epochs']}",
                    disable=not progress, mininterval=2.0, leave=False)
         for images, leaf in bar:
-            images, leaf = images.to(device, non_blocking=True), leaf.to(device, non_blocking=True)
             with torch.autocast(device.type, enabled=amp):
                 outputs = model(images)
             loss = model.loss(outputs, leaf)
@@ -212,8 +181,8 @@ def train(settings: dict, shards_dir: str | os.PathLike, out_dir: str | os.PathL
             total_loss += float(loss.detach()) * len(leaf)
             correct += float((model.predict_leaf(outputs.detach()) == leaf).sum())
             seen += len(leaf)
-        val_top1 = _accuracy(model, _loader(val_set, cfg["eval_batch_size"], False, cfg["num_workers"], seed, 0, device),
-                             device, amp) if val_set is not None else float("nan")
+        val_top1 = _accuracy(model, val_set, cfg["eval_batch_size"], device, amp) \
+            if val_set is not None else float("nan")
         row = {
             "epoch": epoch + 1,
             "train_loss": total_loss / max(1, seen),

@@ -1,0 +1,132 @@
+"""Batches of (images, leaf) for training and evaluation.
+
+Two interchangeable sources, chosen by :func:`make_batches`:
+
+- :class:`DecodedBatches` — a split small enough (``cache_decoded_mb``) is
+  decoded once into one uint8 tensor; augmentation (reflect-padded random
+  crop, horizontal flip) and normalisation run on whole batches. This is the
+  fast path for the embedded default (32-px images) on CPU.
+- :class:`LoaderBatches` — a torch ``DataLoader`` over :class:`ShardDataset`
+  with torchvision transforms and worker processes, for paper-scale data or
+  when images must be resized for the backbone.
+
+Both draw the data order and the augmentation of epoch ``e`` from a generator
+seeded with ``(seed, e)``, so a resumed run replays an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from torchvision import transforms as T
+
+from taxonbench.models.backbones import Preprocess
+from taxonbench.shards import ShardDataset, decode_image, read_shard, split_files
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    gen = torch.Generator()
+    gen.manual_seed(seed * 1_000_003 + epoch)
+    return gen
+
+
+def image_transform(preprocess: Preprocess, image_size: int, augment: dict | None) -> T.Compose:
+    """Per-image torchvision transform: eval (``augment=None``) or train."""
+    size = preprocess.image_size or image_size
+    steps: list = []
+    if size != image_size:
+        steps.append(T.Resize(size))
+    if augment is not None:
+        if augment.get("random_crop_padding", 0):
+            steps.append(T.RandomCrop(size, padding=augment["random_crop_padding"], padding_mode="reflect"))
+        if augment.get("hflip"):
+            steps.append(T.RandomHorizontalFlip())
+    steps += [T.ToTensor(), T.Normalize(preprocess.mean, preprocess.std)]
+    return T.Compose(steps)
+
+
+class DecodedBatches:
+    """A whole split decoded into memory; batch-wise augmentation with tensor ops."""
+
+    def __init__(self, shards_dir: str | os.PathLike, split: str, preprocess: Preprocess,
+                 augment: dict | None, device: torch.device) -> None:
+        images, leaves = [], []
+        for path in split_files(shards_dir, split):
+            table = read_shard(path, ["id", "image", "leaf"])
+            blobs, ids = table.column("image").to_pylist(), table.column("id").to_pylist()
+            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+                decoded = list(pool.map(lambda a: np.asarray(decode_image(a[0], f"{path} row {a[2]} (id {a[1]})")),
+                                        zip(blobs, ids, range(len(ids)))))
+            images.append(np.stack(decoded) if decoded else np.zeros((0, 1, 1, 3), np.uint8))
+            leaves.append(table.column("leaf").to_numpy().astype(np.int64))
+        self.images = torch.from_numpy(np.concatenate(images)).permute(0, 3, 1, 2).contiguous()  # N,3,H,W uint8
+        self.leaves = torch.from_numpy(np.concatenate(leaves))
+        self.augment = augment
+        self.device = device
+        self.mean = torch.tensor(preprocess.mean, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(preprocess.std, device=device).view(1, 3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.leaves)
+
+    def _augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        pad = int(self.augment.get("random_crop_padding", 0))
+        b, _, h, w = x.shape
+        if pad:
+            padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+            oy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
+            ox = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
+            rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+            cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+            x = padded[torch.arange(b, device=x.device)[:, None, None, None],
+                       torch.arange(3, device=x.device)[None, :, None, None], rows, cols]
+        if self.augment.get("hflip"):
+            flip = (torch.rand(b, generator=gen) < 0.5).to(x.device)
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        return x
+
+    def epoch(self, batch_size: int, shuffle: bool, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(self), generator=gen) if shuffle else torch.arange(len(self))
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            x = self.images[idx].to(self.device, non_blocking=True).float().div_(255)
+            if self.augment is not None:
+                x = self._augment(x, gen)
+            yield (x - self.mean) / self.std, self.leaves[idx].to(self.device, non_blocking=True)
+
+
+class LoaderBatches:
+    """A DataLoader over the shards with per-image torchvision transforms."""
+
+    def __init__(self, shards_dir: str | os.PathLike, split: str, preprocess: Preprocess, image_size: int,
+                 augment: dict | None, device: torch.device, num_workers: int) -> None:
+        self.dataset = ShardDataset(shards_dir, split, image_transform(preprocess, image_size, augment))
+        self.device = device
+        self.num_workers = num_workers
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def epoch(self, batch_size: int, shuffle: bool, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))  # in-process transforms
+        loader = DataLoader(self.dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                            generator=gen, pin_memory=self.device.type == "cuda")
+        for images, leaf in loader:
+            yield images.to(self.device, non_blocking=True), leaf.to(self.device, non_blocking=True)
+
+
+def make_batches(shards_dir: str | os.PathLike, split: str, preprocess: Preprocess, image_size: int,
+                 augment: dict | None, device: torch.device, num_workers: int, cache_decoded_mb: int,
+                 n_rows: int) -> DecodedBatches | LoaderBatches:
+    """The decoded in-memory source when the split fits in ``cache_decoded_mb`` and needs no resize."""
+    decoded_mb = n_rows * 3 * image_size * image_size / 2**20
+    if (preprocess.image_size in (None, image_size)) and decoded_mb <= cache_decoded_mb:
+        return DecodedBatches(Path(shards_dir), split, preprocess, augment, device)
+    return LoaderBatches(Path(shards_dir), split, preprocess, image_size, augment, device, num_workers)

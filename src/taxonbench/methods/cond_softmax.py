@@ -1,0 +1,47 @@
+"""Conditional (hierarchical) softmax (Redmon & Farhadi 2017; Valmadre 2022 §3, "conditional softmax").
+
+One linear layer gives a logit θ_v for every non-root node v (entry j is node
+j + 1). Each internal node u defines a softmax over its children,
+p(v | u) = exp θ_v / Σ_{w ∈ C(u)} exp θ_w, and the loss is the negative
+log-likelihood of the true leaf by the chain rule::
+
+    loss(θ, y) = − Σ_{v ∈ path(y) \\ root} log p(v | parent(v))
+
+(an only child contributes log 1 = 0). Mean over the batch, no per-node
+weights (``HierSoftmaxCrossEntropy`` with ``hier_normalize=''`` in the reference
+``jvlmdr/hiercls``). Node scores: the top-down product of the conditionals,
+p(v) = Π_{u ∈ path(v) \\ root} p(u | parent(u)).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from taxonbench.methods import METHODS
+from taxonbench.methods._tree_ops import TreeOps
+from taxonbench.methods.base import Method
+
+
+@METHODS.register("cond_softmax")
+class CondSoftmax(Method):
+    name = "cond_softmax"
+    output_kind = "sibling_softmax_logits"
+
+    def __init__(self, backbone, taxonomy, hparams=None) -> None:
+        super().__init__(backbone, taxonomy, hparams)
+        self.tree = TreeOps(taxonomy)
+        self.head = nn.Linear(self.num_features, self.output_dim())
+
+    def output_dim(self) -> int:
+        return self.taxonomy.n_nodes - 1
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(images))
+
+    def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
+        theta = outputs if outputs.dtype == torch.float64 else outputs.float()
+        theta = torch.cat([torch.zeros_like(theta[:, :1]), theta], dim=1)  # the root's slot (unused)
+        log_cond = self.tree.sibling_log_softmax(theta)  # (B, n), root 0
+        on_path = self.tree.on_path(leaf).to(theta.dtype)
+        return -(on_path * log_cond).sum(dim=1).mean()
