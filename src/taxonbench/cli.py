@@ -70,16 +70,31 @@ def cmd_logits(args) -> None:
 
 
 def cmd_infer(args) -> None:
-    import json
-
     from taxonbench.inference import INFERENCE, run_inference
+    from taxonbench.params import parse_settings
     from taxonbench.shards import TAXONOMY
     from taxonbench.taxonomy import Taxonomy
 
     cls = INFERENCE.get(args.inference)
-    options = json.loads(args.options) if args.options else {}
+    options = parse_settings(args.options, "--options") if args.options else {}
+    if cls.fitted:
+        if not args.state:
+            raise TaxonbenchError(f"inference {args.inference!r} is fitted: pass --state (made by `taxonbench fit-inference`)")
+        options = {**options, "state": args.state}
     n = run_inference(cls(Taxonomy.read(Path(args.shards) / TAXONOMY), options), args.logits, args.out)
     print(f"wrote {n} rows to {args.out}")
+
+
+def cmd_fit_inference(args) -> None:
+    from taxonbench.inference import INFERENCE
+    from taxonbench.params import parse_settings
+    from taxonbench.shards import TAXONOMY
+    from taxonbench.taxonomy import Taxonomy
+
+    cls = INFERENCE.get(args.inference)
+    options = parse_settings(args.options, "--options") if args.options else {}
+    path = cls.fit(Taxonomy.read(Path(args.shards) / TAXONOMY), args.logits, args.out, options, seed=args.seed)
+    print(f"wrote {path}")
 
 
 def cmd_evaluate(args) -> None:
@@ -162,7 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shards", required=True, help="dataset directory holding taxonomy.parquet")
     p.add_argument("--out", required=True)
     p.add_argument("--options", default=None, metavar="JSON", help="inference options as JSON")
+    p.add_argument("--state", default=None, help="fitted state of a fitted inference (fit-inference output)")
     p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("fit-inference", help="fit a fitted inference method on the train split's logits")
+    p.add_argument("--inference", required=True)
+    p.add_argument("--logits", required=True, help="train-split logits, results/logits/<D>/<M>/train.parquet")
+    p.add_argument("--shards", required=True, help="dataset directory holding taxonomy.parquet")
+    p.add_argument("--out", required=True, help="state file, e.g. results/models/<D>/<M>/<inference>.pt")
+    p.add_argument("--options", default=None, metavar="JSON", help="inference options as JSON")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_fit_inference)
 
     p = sub.add_parser("evaluate", help="compute every metric of node scores")
     p.add_argument("--scores", required=True)

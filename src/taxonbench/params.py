@@ -101,6 +101,10 @@ def validate_params(cfg: Mapping[str, Any], source: str = "params") -> dict:
         )
     cfg = _fill_defaults(cfg, sch)
     _check_references(cfg, source)
+    try:
+        method_inference(cfg)
+    except TaxonbenchError as exc:
+        raise TaxonbenchError(f"{source}: {exc}") from None
     return cfg
 
 
@@ -190,10 +194,34 @@ def train_settings(cfg: dict, dataset: str, method: str) -> dict:
     }
 
 
+def method_inference(cfg: dict) -> dict[str, list[str]]:
+    """For every method of the experiment set, the inference methods run on its outputs."""
+    ex = cfg["experiments"]
+    spec = ex["inference"]
+    if isinstance(spec, list):
+        return {m: list(spec) for m in ex["methods"]}
+    unknown = [k for k in spec if k != "all" and k not in ex["methods"]]
+    if unknown:
+        raise TaxonbenchError(
+            f"experiments.inference.{unknown[0]}: not among experiments.methods ({', '.join(ex['methods'])})"
+        )
+    out = {}
+    for m in ex["methods"]:
+        names = list(spec.get("all", [])) + [i for i in spec.get(m, []) if i not in spec.get("all", [])]
+        out[m] = names
+    return out
+
+
 def experiment_matrix(cfg: dict) -> list[tuple[str, str, str]]:
     """All (dataset, method, inference) triples the experiment set asks for."""
-    ex = cfg["experiments"]
-    return [(d, m, i) for d in ex["datasets"] for m in ex["methods"] for i in ex["inference"]]
+    pairs = method_inference(cfg)
+    return [(d, m, i) for d in cfg["experiments"]["datasets"] for m in cfg["experiments"]["methods"]
+            for i in pairs[m]]
+
+
+def inference_options(cfg: dict, inference: str) -> dict:
+    """The options block of one inference method (``inference_options.<name>``)."""
+    return dict(cfg.get("inference_options", {}).get(inference, {}))
 
 
 def dataclass_from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:

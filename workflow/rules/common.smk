@@ -10,18 +10,31 @@ from snakemake.exceptions import WorkflowError
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from taxonbench.errors import TaxonbenchError
-from taxonbench.params import dataset_settings, train_settings, validate_params
+from taxonbench.inference import INFERENCE as INFERENCE_REGISTRY
+from taxonbench.params import (
+    dataset_settings,
+    inference_options,
+    method_inference,
+    train_settings,
+    validate_params,
+)
 
 try:
     PARAMS = validate_params(config, source="params (snakemake config)")
+    PAIRS = method_inference(PARAMS)  # method -> inference methods run on its outputs
+    INFERENCE = sorted({i for names in PAIRS.values() for i in names})
+    FITTED = [i for i in INFERENCE if INFERENCE_REGISTRY.get(i).fitted]
 except TaxonbenchError as exc:
     raise WorkflowError(str(exc)) from None
 
 EXPERIMENTS = PARAMS["experiments"]
 DATASETS = EXPERIMENTS["datasets"]
 METHODS = EXPERIMENTS["methods"]
-INFERENCE = EXPERIMENTS["inference"]
 EVAL_SPLIT = EXPERIMENTS["eval_split"]
+# fitted inference (differentiable diffusion) learns from the train split's logits
+LOGIT_SPLITS = EXPERIMENTS["logit_splits"] + (
+    ["train"] if FITTED and "train" not in EXPERIMENTS["logit_splits"] else []
+)
 
 
 def _alternatives(names):
@@ -32,6 +45,7 @@ wildcard_constraints:
     dataset=_alternatives(PARAMS["datasets"]),
     method=_alternatives(METHODS),
     inference=_alternatives(INFERENCE),
+    fitted=_alternatives(FITTED) if FITTED else "(?!)",
     split=r"[A-Za-z0-9_]+",
     table=r"[a-z0-9_]+",
 
@@ -60,22 +74,43 @@ def eval_batch_size(wildcards):
     return PARAMS["train"]["eval_batch_size"]
 
 
+def inference_options_json(wildcards):
+    return json.dumps(inference_options(PARAMS, wildcards.inference), sort_keys=True)
+
+
+def infer_inputs(wildcards):
+    inputs = {
+        "logits": f"results/logits/{wildcards.dataset}/{wildcards.method}/{wildcards.split}.parquet",
+        "taxonomy": f"data/shards/{wildcards.dataset}/taxonomy.parquet",
+    }
+    if wildcards.inference in FITTED:
+        inputs["state"] = fitted_state(wildcards)
+    return inputs
+
+
+def fitted_state(wildcards):
+    return f"results/models/{wildcards.dataset}/{wildcards.method}/{wildcards.inference}.pt"
+
+
+def state_argument(wildcards, input):
+    return f"--state {input.state}" if "state" in input.keys() else ""
+
+
+def _per_pair(pattern, datasets):
+    return [
+        pattern.format(dataset=d, method=m, inference=i)
+        for d in datasets
+        for m in METHODS
+        for i in PAIRS[m]
+    ]
+
+
 def metrics_files():
-    return expand(
-        "results/metrics/{dataset}/{method}/{inference}.json",
-        dataset=DATASETS,
-        method=METHODS,
-        inference=INFERENCE,
-    )
+    return _per_pair("results/metrics/{dataset}/{method}/{inference}.json", DATASETS)
 
 
 def dataset_curves(wildcards):
-    return expand(
-        "results/curves/{dataset}/{method}/{inference}.csv",
-        dataset=wildcards.dataset,
-        method=METHODS,
-        inference=INFERENCE,
-    )
+    return _per_pair("results/curves/{dataset}/{method}/{inference}.csv", [wildcards.dataset])
 
 
 def table_outputs():
@@ -91,7 +126,7 @@ def logits_files():
         "results/logits/{dataset}/{method}/{split}.parquet",
         dataset=DATASETS,
         method=METHODS,
-        split=EXPERIMENTS["logit_splits"],
+        split=LOGIT_SPLITS,
     )
 
 

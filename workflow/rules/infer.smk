@@ -1,12 +1,37 @@
+rule fit_inference:
+    input:
+        logits="results/logits/{dataset}/{method}/train.parquet",
+        taxonomy="data/shards/{dataset}/taxonomy.parquet",
+    output:
+        "results/models/{dataset}/{method}/{fitted}.pt",
+    params:
+        options=inference_options_json,
+        shards=shards_dir,
+        seed=PARAMS["seed"],
+    log:
+        "logs/fit_inference/{dataset}/{method}/{fitted}.log",
+    conda:
+        "../../environment.yml"
+    threads: 2
+    resources:
+        runtime=120,
+        mem_mb=8000,
+    shell:
+        "taxonbench fit-inference --inference {wildcards.fitted} --logits {input.logits}"
+        " --shards {params.shards} --options {params.options:q} --seed {params.seed}"
+        " --out {output} > {log} 2>&1"
+
+
 rule infer:
     input:
-        logits="results/logits/{dataset}/{method}/{split}.parquet",
-        taxonomy="data/shards/{dataset}/taxonomy.parquet",
+        unpack(infer_inputs),
     output:
         scores="results/scores/{dataset}/{method}/{inference}/{split}.parquet",
         sidecar="results/scores/{dataset}/{method}/{inference}/{split}.json",
     params:
         shards=shards_dir,
+        options=inference_options_json,
+        state=state_argument,
     log:
         "logs/infer/{dataset}/{method}/{inference}/{split}.log",
     conda:
@@ -16,4 +41,5 @@ rule infer:
         mem_mb=8000,
     shell:
         "taxonbench infer --inference {wildcards.inference} --logits {input.logits}"
-        " --shards {params.shards} --out {output.scores} > {log} 2>&1"
+        " --shards {params.shards} --options {params.options:q} {params.state}"
+        " --out {output.scores} > {log} 2>&1"

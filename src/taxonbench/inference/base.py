@@ -25,6 +25,13 @@ class Inference:
 
     name: ClassVar[str]
     kinds: ClassVar[frozenset[str]]
+    fitted: ClassVar[bool] = False  # True: needs `fit` on the train split's scores first
+
+    @classmethod
+    def fit(cls, taxonomy: Taxonomy, logits_path: str | os.PathLike, out_path: str | os.PathLike,
+            options: dict, seed: int = 0) -> Path:
+        """Fit on a logits file (the train split); save the state to ``out_path``."""
+        raise TaxonbenchError(f"inference {cls.name!r} has nothing to fit")
 
     def __init__(self, taxonomy: Taxonomy, options: dict | None = None) -> None:
         self.taxonomy = taxonomy

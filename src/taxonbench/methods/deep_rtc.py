@@ -76,7 +76,8 @@ class DeepRTC(Method):
     def node_logits(self, outputs: torch.Tensor) -> torch.Tensor:
         """``(B, n-1)`` θ -> ``(B, n)`` path sums s (root 0), in float32 (float64 kept)."""
         theta = outputs if outputs.dtype == torch.float64 else outputs.float()
-        return self.tree.path_sum(torch.cat([torch.zeros_like(theta[:, :1]), theta], dim=1))
+        with torch.autocast(theta.device.type, enabled=False):  # the sparse product stays in full precision
+            return self.tree.path_sum(torch.cat([torch.zeros_like(theta[:, :1]), theta], dim=1))
 
     def sample_collapsed(self, batch: int, device: torch.device) -> torch.Tensor:
         """``(B, n)`` bool: which nodes the random cut collapses (internal, non-root, each with prob ρ)."""
@@ -87,7 +88,8 @@ class DeepRTC(Method):
     def frontier(self, collapsed: torch.Tensor) -> torch.Tensor:
         """``(B, n)`` bool: the leaves of the tree pruned below the ``collapsed`` nodes."""
         c = collapsed.to(torch.float32)
-        strict_ancestor_collapsed = (self.tree.path_sum(c) - c) > 0.5
+        with torch.autocast(c.device.type, enabled=False):
+            strict_ancestor_collapsed = (self.tree.path_sum(c) - c) > 0.5
         return ~strict_ancestor_collapsed & (collapsed | self.is_leaf) & (torch.arange(
             collapsed.shape[1], device=collapsed.device) > 0)
 

@@ -1,9 +1,11 @@
-"""Path-sum softmax: flat softmax with ancestor-shared parameters (Valmadre 2022 §3, "PS softmax").
+"""Parameter-sharing softmax: flat softmax with ancestor-summed scores.
 
-One linear layer gives a score θ_u for every non-root node u (n − 1 outputs,
-entry j is node j + 1). The logit of leaf y is the sum of the scores on its
-path, so classes that share ancestors share parameters (Salakhutdinov et al.
-2011's parameter sharing)::
+"PS softmax" of Valmadre 2022 §3 (the parameter sharing of Wu et al. 2020,
+Deep RTC, used with a plain softmax over the leaves; the sharing goes back to
+Salakhutdinov et al. 2011). One linear layer gives a score θ_u for every
+non-root node u (n − 1 outputs, entry j is node j + 1). The logit of leaf y
+is the sum of the scores on its path, so leaves with common ancestors share
+parameters::
 
     z_y = Σ_{u ∈ path(y) \\ root} θ_u,     loss(θ, y) = −log softmax(z)_y
 
@@ -41,7 +43,8 @@ class PathSumSoftmax(Method):
         """``(B, n-1)`` node scores -> ``(B, L)`` leaf logits (path sums at the leaves)."""
         theta = theta if theta.dtype == torch.float64 else theta.float()
         full = torch.cat([torch.zeros_like(theta[:, :1]), theta], dim=1)  # the root adds 0
-        return self.tree.path_sum(full)[:, self.tree.leaf_nodes]
+        with torch.autocast(theta.device.type, enabled=False):  # the sparse product stays in full precision
+            return self.tree.path_sum(full)[:, self.tree.leaf_nodes]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.leaf_logits(self.head(self.backbone(images)))
