@@ -85,7 +85,8 @@ def test_mappings():
         ("hccf", "bottom_up"),
         ("hccf", "diffusion"),
     ]
-    assert all(r.inference == "bottom_up" for r in t1.rows[:8])
+    assert t1.rows[0].inference == "bottom_up"  # the flat softmax's own node scores are bottom-up sums
+    assert all(r.inference == "native" for r in t1.rows[1:8])
     t4 = TABLES.get("hccf_table4")
     assert t4.rows[-1].method == "hccf" and t4.rows[0].method == "hccf_L7"
     t5 = TABLES.get("hccf_table5")
@@ -128,7 +129,7 @@ def table1_run(tmp_path):
     root = tmp_path / "metrics"
     write_metrics(root, "syn_tail", "hccf", "diffusion", ap=0.7348)
     write_metrics(root, "syn_tail", "flat_softmax", "bottom_up", ap=0.61184, leaf_top1=0.5)
-    write_metrics(root, "syn_tail", "cond_softmax", "bottom_up", ac=1.0, r_at_95c=0.0)
+    write_metrics(root, "syn_tail", "cond_softmax", "native", ac=1.0, r_at_95c=0.0)
     # a run on another dataset must not leak in
     write_metrics(root, "other", "hccf", "bottom_up")
     out = tmp_path / "tables"
@@ -199,7 +200,7 @@ def test_vs_paper(table1_run):
     assert flat["dataset"] == "syn_tail" and flat["paper dataset"] == "iNat18"
     focal = rows[1]
     assert focal["AP (ours)"] == "" and focal["AP (paper)"] == "46.70"
-    assert (focal["method"], focal["inference"]) == ("multilabel_focal", "bottom_up")
+    assert (focal["method"], focal["inference"]) == ("multilabel_focal", "native")
     diff = rows[-1]
     assert (diff["method"], diff["inference"]) == ("hccf", "diffusion")
     assert diff["R@90C (paper)"] == "62.48"
@@ -317,7 +318,7 @@ def test_corrupt_json_names_file(tmp_path):
 
 
 def test_missing_key_names_file_and_key(tmp_path):
-    path = write_metrics(tmp_path, "d", "softmargin", "bottom_up")
+    path = write_metrics(tmp_path, "d", "softmargin", "native")
     data = json.loads(path.read_text())
     del data["r_at_95c"]
     path.write_text(json.dumps(data))
@@ -328,14 +329,14 @@ def test_missing_key_names_file_and_key(tmp_path):
 
 @pytest.mark.parametrize("bad", ["0.5", True, [0.5], 73.4, -0.2])
 def test_bad_values_raise(tmp_path, bad):
-    path = write_metrics(tmp_path, "d", "softmargin", "bottom_up", leaf_f1=bad)
+    path = write_metrics(tmp_path, "d", "softmargin", "native", leaf_f1=bad)
     with pytest.raises(TaxonbenchError) as e:
         build_table("hccf_table1", "d", tmp_path, tmp_path / "out")
     assert str(path) in str(e.value) and "leaf_f1" in str(e.value)
 
 
 def test_not_a_json_object(tmp_path):
-    path = write_metrics(tmp_path, "d", "softmargin", "bottom_up")
+    path = write_metrics(tmp_path, "d", "softmargin", "native")
     path.write_text("[1, 2]")
     with pytest.raises(TaxonbenchError, match="object"):
         build_table("hccf_table1", "d", tmp_path, tmp_path / "out")
