@@ -37,15 +37,6 @@ class TreeOps(torch.nn.Module):
         """``out[:, v] = Σ_{u ∈ path(v)} x[:, u]``."""
         return torch.sparse.mm(self._matrix(False, x.dtype), x.T).T
 
-    def subtree_sum(self, x: torch.Tensor) -> torch.Tensor:
-        """``out[:, v] = Σ_{u ∈ subtree(v)} x[:, u]``."""
-        return torch.sparse.mm(self._matrix(True, x.dtype), x.T).T
-
-    def subtree_logsumexp(self, x: torch.Tensor) -> torch.Tensor:
-        """``E(v) = log Σ_{u ∈ subtree(v)} exp(x_u)`` (Valmadre 2022's descendant energies), stable."""
-        shift = x.max(dim=1, keepdim=True).values.detach()
-        return torch.log(self.subtree_sum(torch.exp(x - shift))) + shift
-
     def sibling_log_softmax(self, x: torch.Tensor) -> torch.Tensor:
         """``log p(v | parent(v))``: a log-softmax over each sibling group; the root gets 0."""
         b, n = x.shape
