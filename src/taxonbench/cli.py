@@ -62,8 +62,11 @@ def cmd_train(args) -> None:
 
 
 def cmd_logits(args) -> None:
+    import torch
+
     from taxonbench.logits import dump_logits
 
+    torch.set_num_threads(args.threads)
     n = dump_logits(args.model, args.shards, args.split, args.out, device=args.device,
                     batch_size=args.batch_size, num_workers=args.workers)
     print(f"wrote {n} rows to {args.out}")
@@ -91,6 +94,9 @@ def cmd_fit_inference(args) -> None:
     from taxonbench.shards import TAXONOMY
     from taxonbench.taxonomy import Taxonomy
 
+    import torch
+
+    torch.set_num_threads(args.threads)
     cls = INFERENCE.get(args.inference)
     options = parse_settings(args.options, "--options") if args.options else {}
     path = cls.fit(Taxonomy.read(Path(args.shards) / TAXONOMY), args.logits, args.out, options, seed=args.seed)
@@ -169,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads")
     p.set_defaults(func=cmd_logits)
 
     p = sub.add_parser("infer", help="turn dumped logits into node scores")
@@ -187,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="state file, e.g. results/models/<D>/<M>/<inference>.pt")
     p.add_argument("--options", default=None, metavar="JSON", help="inference options as JSON")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads")
     p.set_defaults(func=cmd_fit_inference)
 
     p = sub.add_parser("evaluate", help="compute every metric of node scores")

@@ -116,6 +116,7 @@ def train(settings: dict, shards_dir: str | os.PathLike, out_dir: str | os.PathL
     seed = int(settings["seed"])
     device = resolve_device(settings["device"])
     amp = bool(cfg["amp"]) and device.type == "cuda"
+    torch.set_num_threads(cfg["threads"])
 
     torch.manual_seed(seed)
     meta = {

@@ -45,9 +45,11 @@ wildcard_constraints:
     dataset=_alternatives(PARAMS["datasets"]),
     method=_alternatives(METHODS),
     inference=_alternatives(INFERENCE),
-    fitted=_alternatives(FITTED) if FITTED else "(?!)",
     split=r"[A-Za-z0-9_]+",
     table=r"[a-z0-9_]+",
+
+
+FITTED_PATTERN = _alternatives(FITTED) if FITTED else "(?!)"  # matches nothing without fitted inference
 
 
 def shards_dir(wildcards):
@@ -72,6 +74,10 @@ def tables_settings(wildcards):
 
 def eval_batch_size(wildcards):
     return PARAMS["train"]["eval_batch_size"]
+
+
+def train_threads(wildcards):
+    return PARAMS["train"]["threads"]
 
 
 def inference_options_json(wildcards):

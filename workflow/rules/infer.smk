@@ -1,24 +1,26 @@
 rule fit_inference:
+    wildcard_constraints:
+        inference=FITTED_PATTERN,
     input:
         logits="results/logits/{dataset}/{method}/train.parquet",
         taxonomy="data/shards/{dataset}/taxonomy.parquet",
     output:
-        "results/models/{dataset}/{method}/{fitted}.pt",
+        "results/models/{dataset}/{method}/{inference}.pt",
     params:
         options=inference_options_json,
         shards=shards_dir,
         seed=PARAMS["seed"],
     log:
-        "logs/fit_inference/{dataset}/{method}/{fitted}.log",
+        "logs/fit_inference/{dataset}/{method}/{inference}.log",
     conda:
         "../../environment.yml"
-    threads: 2
+    threads: train_threads
     resources:
         runtime=120,
         mem_mb=8000,
     shell:
-        "taxonbench fit-inference --inference {wildcards.fitted} --logits {input.logits}"
-        " --shards {params.shards} --options {params.options:q} --seed {params.seed}"
+        "taxonbench fit-inference --inference {wildcards.inference} --logits {input.logits}"
+        " --shards {params.shards} --options {params.options:q} --seed {params.seed} --threads {threads}"
         " --out {output} > {log} 2>&1"
 
 

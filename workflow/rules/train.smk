@@ -13,7 +13,7 @@ rule train:
         "logs/train/{dataset}/{method}.log",
     conda:
         "../../environment.yml"
-    threads: 2
+    threads: train_threads
     resources:
         runtime=240,
         mem_mb=8000,
@@ -36,9 +36,10 @@ rule logits:
         "logs/logits/{dataset}/{method}/{split}.log",
     conda:
         "../../environment.yml"
+    threads: train_threads
     resources:
         runtime=60,
         mem_mb=8000,
     shell:
         "taxonbench logits --model {input.model} --shards {params.shards} --split {wildcards.split}"
-        " --batch-size {params.batch_size} --out {output.scores} > {log} 2>&1"
+        " --batch-size {params.batch_size} --threads {threads} --out {output.scores} > {log} 2>&1"
