@@ -371,3 +371,21 @@ def test_latex_escape():
     assert latex_escape("a & b % c _ d # e $ {f} ~ ^ \\") == (
         r"a \& b \% c \_ d \# e \$ \{f\} \textasciitilde{} \textasciicircum{} \textbackslash{}"
     )
+
+
+def test_table6_adds_every_other_model(tmp_path):
+    root = tmp_path / "metrics"
+    write_metrics(root, "d", "flat_softmax", "bottom_up")
+    write_metrics(root, "d", "flat_softmax", "diffusion")
+    write_metrics(root, "d", "cond_softmax", "native", ap=0.5)
+    write_metrics(root, "d", "cond_softmax", "diffusion")
+    write_metrics(root, "d", "cond_softmax", "top_down")  # not a Table 6 inference: not shown
+    build_table("hccf_table6", "d", root, tmp_path / "out")
+    rows = read_csv(tmp_path / "out" / "hccf_table6.csv")
+    assert [r["Model"] for r in rows] == [
+        "Flat softmax bottom-up",
+        "Flat softmax diffusion",
+        "cond_softmax native",
+        "cond_softmax diffusion",
+    ]
+    assert rows[2]["AP"] == "50.00"

@@ -171,6 +171,7 @@ HCCF_TABLE6 = register_table(
         reference_csv="hccf_table6.csv",
         label_column="Model",
         paper_dataset="iNat18 (inferred)",
+        extra_model_inference=("native", "diffusion", "differentiable_diffusion"),
         columns=HCCF_TABLE6_COLUMNS,
         rows=_rows(
             ("HCCF L1234567 bottom-up", "hccf", BU),

@@ -147,6 +147,17 @@ def collect_rows(
         path = metrics_path(metrics_root, dataset, method, inference)
         values = read_metrics(path, spec.metric_keys) if path.is_file() else None
         results.append(RowResult(row.label, method, inference, path, values))
+    if spec.extra_model_inference:
+        named = {r.method for r in results}
+        dataset_dir = Path(metrics_root) / dataset
+        others = sorted(p.name for p in dataset_dir.iterdir() if p.is_dir() and p.name not in named) \
+            if dataset_dir.is_dir() else []
+        for method in others:
+            for inference in spec.extra_model_inference:
+                path = metrics_path(metrics_root, dataset, method, inference)
+                if path.is_file():
+                    results.append(RowResult(f"{method} {inference.replace('_', ' ')}", method, inference, path,
+                                             read_metrics(path, spec.metric_keys)))
     return results
 
 

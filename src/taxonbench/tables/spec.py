@@ -77,11 +77,15 @@ class TableSpec:
     paper_dataset: str = ""
     default_model: str | None = None
     notes: Sequence[str] = field(default_factory=tuple)
+    #: beyond the paper's rows: for every other model with metrics on the dataset,
+    #: one row per inference listed here (HCCF Table 6: "diffusion works with any model")
+    extra_model_inference: Sequence[str] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "columns", tuple((str(k), str(c)) for k, c in self.columns))
         object.__setattr__(self, "rows", tuple(self.rows))
         object.__setattr__(self, "notes", tuple(self.notes))
+        object.__setattr__(self, "extra_model_inference", tuple(self.extra_model_inference))
         if not self.rows or not self.columns:
             raise ValueError(f"table spec {self.id!r} needs at least one row and one column")
         labels = [r.label for r in self.rows]
