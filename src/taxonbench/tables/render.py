@@ -258,7 +258,7 @@ def render_vs_paper(spec: TableSpec, rows: Sequence[RowResult], dataset: str) ->
     for r in rows:
         line = [r.label, dataset, r.method, r.inference, spec.paper_dataset]
         for ours, col in zip(r.cells(spec.metric_keys), spec.column_labels, strict=True):
-            line += [ours, reference[r.label][col]]
+            line += [ours, reference.get(r.label, {}).get(col, "")]  # rows beyond the paper: no paper number
         body.append(line)
     return _csv_text(header, body)
 
