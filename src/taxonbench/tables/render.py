@@ -249,7 +249,7 @@ def render_latex(
 
 
 def render_vs_paper(spec: TableSpec, rows: Sequence[RowResult], dataset: str) -> str:
-    """Every paper row: our number and the paper's (verbatim) side by side, per metric."""
+    """Every row: our number and the paper's (verbatim; empty for rows beyond the paper) side by side."""
     reference = load_reference(spec)
     header = [spec.label_column, "dataset", "method", "inference", "paper dataset"]
     for col in spec.column_labels:
