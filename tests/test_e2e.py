@@ -40,7 +40,9 @@ TINY_PARAMS = {
     },
     "train": {"epochs": 1, "batch_size": 16, "num_workers": 0},
     "methods": {"flat_softmax": {}},
-    "experiments": {"datasets": ["tiny"], "methods": ["flat_softmax"], "inference": ["bottom_up"]},
+    "inference_options": {"differentiable_diffusion": {"epochs": 2}},
+    "experiments": {"datasets": ["tiny"], "methods": ["flat_softmax"],
+                    "inference": ["bottom_up", "diffusion", "differentiable_diffusion"]},
     "tables": {"hccf_table1": {"dataset": "tiny"}, "hccf_table2": {"dataset": "tiny"}},
 }
 
@@ -85,8 +87,11 @@ def test_snakemake_tiny_pipeline(tmp_path):
     _assert_tables_finite(tmp_path)
     for figure in ("operating_curves_tiny.png", "tiny_samples.png"):
         assert (tmp_path / "results" / "figures" / figure).read_bytes()[:4] == b"\x89PNG"
-    for split in ("val", "test"):
+    for split in ("train", "val", "test"):  # train: differentiable diffusion is fitted on it
         assert (tmp_path / f"results/logits/tiny/flat_softmax/{split}.json").exists()
+    assert (tmp_path / "results/models/tiny/flat_softmax/differentiable_diffusion.pt").exists()
+    for inference in ("diffusion", "differentiable_diffusion"):
+        assert (tmp_path / f"results/metrics/tiny/flat_softmax/{inference}.json").exists()
 
     again = _snakemake(tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr
