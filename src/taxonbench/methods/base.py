@@ -16,7 +16,7 @@ from torch import nn
 
 from taxonbench.models.backbones import Backbone
 from taxonbench.params import dataclass_from_dict
-from taxonbench.score_kinds import node_scores
+from taxonbench.score_kinds import KINDS, node_scores
 from taxonbench.taxonomy import Taxonomy
 
 
@@ -40,10 +40,12 @@ class Method(nn.Module):
         self.hparams = dataclass_from_dict(self.Hparams, hparams, where=f"methods.{self.name}")
 
     def output_dim(self) -> int:
-        raise NotImplementedError
+        """The width of the dumped outputs: what the score kind prescribes for this taxonomy."""
+        return KINDS.get(self.output_kind).dim(self.taxonomy)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The head (a subclass sets ``self.head``) on the backbone's features."""
+        return self.head(self.backbone(images))
 
     def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

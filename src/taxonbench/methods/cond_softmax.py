@@ -33,12 +33,6 @@ class CondSoftmax(Method):
         self.tree = TreeOps(taxonomy)
         self.head = nn.Linear(self.num_features, self.output_dim())
 
-    def output_dim(self) -> int:
-        return self.taxonomy.n_nodes - 1
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(images))
-
     def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
         theta = outputs if outputs.dtype == torch.float64 else outputs.float()
         theta = torch.cat([torch.zeros_like(theta[:, :1]), theta], dim=1)  # the root's slot (unused)

@@ -64,12 +64,6 @@ class DeepRTC(Method):
         self.register_buffer("is_leaf", torch.as_tensor(is_leaf), persistent=False)
         self.head = nn.Linear(self.num_features, self.output_dim())
 
-    def output_dim(self) -> int:
-        return self.taxonomy.n_nodes - 1
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(images))
-
     def sidecar(self) -> dict:
         return {**super().sidecar(), "temperature": float(self.hparams.temperature)}
 

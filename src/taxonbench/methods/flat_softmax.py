@@ -24,12 +24,6 @@ class FlatSoftmax(Method):
         super().__init__(backbone, taxonomy, hparams)
         self.head = nn.Linear(self.num_features, taxonomy.n_leaves)
 
-    def output_dim(self) -> int:
-        return self.taxonomy.n_leaves
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(images))
-
     def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs.float(), leaf)
 

@@ -89,12 +89,6 @@ class HXE(Method):
                                                            dtype=torch.long), persistent=False)
         self.head = nn.Linear(self.num_features, self.output_dim())
 
-    def output_dim(self) -> int:
-        return self.taxonomy.n_leaves
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(images))
-
     def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
         theta = outputs if outputs.dtype == torch.float64 else outputs.float()
         weight = self.weight.to(theta.dtype)

@@ -52,12 +52,6 @@ class MultilabelFocal(Method):
         self.tree = TreeOps(taxonomy)
         self.head = nn.Linear(self.num_features, self.output_dim())
 
-    def output_dim(self) -> int:
-        return self.taxonomy.n_nodes - 1
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(images))
-
     def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
         theta = outputs if outputs.dtype == torch.float64 else outputs.float()
         targets = self.tree.on_path(leaf)[:, 1:].to(theta.dtype)  # drop the root

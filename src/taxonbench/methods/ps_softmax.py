@@ -36,9 +36,6 @@ class PathSumSoftmax(Method):
         self.tree = TreeOps(taxonomy)
         self.head = nn.Linear(self.num_features, taxonomy.n_nodes - 1)  # one score per non-root node
 
-    def output_dim(self) -> int:
-        return self.taxonomy.n_leaves
-
     def leaf_logits(self, theta: torch.Tensor) -> torch.Tensor:
         """``(B, n-1)`` node scores -> ``(B, L)`` leaf logits (path sums at the leaves)."""
         theta = theta if theta.dtype == torch.float64 else theta.float()

@@ -65,12 +65,6 @@ class SoftLabels(Method):
                                                            dtype=torch.long), persistent=False)
         self.head = nn.Linear(self.num_features, self.output_dim())
 
-    def output_dim(self) -> int:
-        return self.taxonomy.n_leaves
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(images))
-
     def soft_targets(self, leaf: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """``(B, L)`` rows q(· | y) for a batch of leaf indices."""
         path_y = self.leaf_paths[leaf]  # (B, D+1)

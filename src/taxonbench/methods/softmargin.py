@@ -49,12 +49,6 @@ class Softmargin(Method):
         self.tree = TreeOps(taxonomy)
         self.head = nn.Linear(self.num_features, self.output_dim())
 
-    def output_dim(self) -> int:
-        return self.taxonomy.n_nodes
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(images))
-
     def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
         theta = outputs if outputs.dtype == torch.float64 else outputs.float()
         off_path = 1.0 - self.tree.on_path(leaf).to(theta.dtype)  # (B, n): 1 where v ∉ path(y)
