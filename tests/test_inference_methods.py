@@ -138,9 +138,9 @@ def test_advanced_top_down_is_a_distribution_and_survives_underflow():
 
 
 def test_advanced_top_down_options():
-    with pytest.raises(TaxonbenchError, match=r"inference.advanced_top_down.coarse: must be one of .*'sum'"):
+    with pytest.raises(TaxonbenchError, match=r"inference_options.advanced_top_down.coarse: must be one of .*'sum'"):
         INFERENCE.get("advanced_top_down")(HIE, {"coarse": "sum"})
-    with pytest.raises(TaxonbenchError, match=r"inference.advanced_top_down.corse: unknown key"):
+    with pytest.raises(TaxonbenchError, match=r"inference_options.advanced_top_down.corse: unknown key"):
         INFERENCE.get("advanced_top_down")(HIE, {"corse": "native"})
 
 
@@ -202,19 +202,19 @@ def test_diffusion_closed_form_equals_dense_inverse(tax, alpha, rows, block, see
 
 @pytest.mark.parametrize("alpha", [0, 1, 0.0, 1.0, -0.2, 1.5, float("nan"), float("inf")])
 def test_diffusion_alpha_outside_the_open_interval(alpha):
-    with pytest.raises(TaxonbenchError, match=r"inference\.diffusion\.alpha: must lie strictly between 0 and 1") as e:
+    with pytest.raises(TaxonbenchError, match=r"inference_options\.diffusion\.alpha: must lie strictly between 0 and 1") as e:
         INFERENCE.get("diffusion")(TAX, {"alpha": alpha})
     assert repr(alpha) in str(e.value)
 
 
 @pytest.mark.parametrize("alpha", ["0.5", True, None, [0.5]])
 def test_diffusion_alpha_not_a_number(alpha):
-    with pytest.raises(TaxonbenchError, match=r"inference\.diffusion\.alpha"):
+    with pytest.raises(TaxonbenchError, match=r"inference_options\.diffusion\.alpha"):
         INFERENCE.get("diffusion")(TAX, {"alpha": alpha})
 
 
 def test_diffusion_unknown_option():
-    with pytest.raises(TaxonbenchError, match=r"inference\.diffusion\.alfa: unknown key \(did you mean 'alpha'"):
+    with pytest.raises(TaxonbenchError, match=r"inference_options\.diffusion\.alfa: unknown key \(did you mean 'alpha'"):
         INFERENCE.get("diffusion")(TAX, {"alfa": 0.3})
 
 

@@ -70,7 +70,7 @@ class AdvancedTopDown(Inference):
 
     def __init__(self, taxonomy: Taxonomy, options: dict | None = None) -> None:
         super().__init__(taxonomy, options)
-        where = f"inference.{self.name}"
+        where = f"inference_options.{self.name}"
         self.opts = dataclass_from_dict(AdvancedTopDownOptions, self.options, where=where)
         if self.opts.coarse not in COARSE_CHOICES:
             raise TaxonbenchError(

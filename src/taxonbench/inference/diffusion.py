@@ -308,7 +308,7 @@ class Diffusion(Inference):
 
     def __init__(self, taxonomy: Taxonomy, options: dict | None = None) -> None:
         super().__init__(taxonomy, options)
-        where = f"inference.{self.name}"
+        where = f"inference_options.{self.name}"
         opts = dataclass_from_dict(DiffusionOptions, self.options, where=where)
         self.alpha = check_alpha(opts.alpha, f"{where}.alpha")
         self.operator = DiffusionOperator(taxonomy, self.alpha)  # factorised once, reused per batch
