@@ -14,52 +14,17 @@ import numpy as np
 import pytest
 import torch
 
+from loss_oracle import LEAF_NODES, NUM_FEATURES, PARENTS, Plain, build
+
 from taxonbench.errors import TaxonbenchError
-from taxonbench.methods import METHODS
 from taxonbench.methods.base import Method
-from taxonbench.models.backbones import Backbone, Preprocess
 from taxonbench.score_kinds import KINDS, node_scores
 from taxonbench.taxonomy import Taxonomy
 
-# root 0 -> {1, 2}; 1 -> {3, 4}; 2 -> {5} (an only child); 5 -> {6, 7}. Leaves 3, 4, 6, 7,
-# with leaf indices in a shuffled order so that index != rank of the node id.
-PARENTS = [-1, 0, 0, 1, 1, 2, 5, 5]
-LEAF_NODES = [6, 3, 7, 4]
-NUM_FEATURES = 5
 NAMES = ["multilabel_focal", "cond_softmax", "cond_sigmoid", "deep_rtc", "ps_softmax"]
 
 
-def make_tax(parents=PARENTS, leaf_nodes=LEAF_NODES) -> Taxonomy:
-    return Taxonomy.from_parents(parents, leaf_nodes=leaf_nodes)
-
-
-def build(name: str, tax: Taxonomy | None = None, hparams=None) -> Method:
-    torch.manual_seed(0)
-    backbone = Backbone(torch.nn.Flatten(), NUM_FEATURES, Preprocess())
-    return METHODS.get(name)(backbone, tax or make_tax(), hparams)
-
-
-# ------------------------------------------------------------ plain-Python oracle
-class Plain:
-    """The tree as Python lists: parents, children, root paths."""
-
-    def __init__(self, parents, leaf_nodes):
-        self.parent = list(parents)
-        self.n = len(parents)
-        self.children = [[] for _ in range(self.n)]
-        for v in range(1, self.n):
-            self.children[self.parent[v]].append(v)
-        self.leaf_nodes = list(leaf_nodes)
-
-    def path(self, v):
-        """root ... v"""
-        out = []
-        while v != -1:
-            out.append(v)
-            v = self.parent[v]
-        return out[::-1]
-
-
+# ------------------------------------------------------------ plain-Python oracle (Plain: loss_oracle.py)
 def node_theta(row):
     """Non-root output row -> {node: θ}; entry j is node j + 1."""
     return {j + 1: float(x) for j, x in enumerate(row)}

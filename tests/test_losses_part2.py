@@ -15,18 +15,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from loss_oracle import LEAF_NODES, NUM_FEATURES, PARENTS, Plain, build
+
 from taxonbench.errors import TaxonbenchError
-from taxonbench.methods import METHODS
 from taxonbench.methods.base import Method
-from taxonbench.models.backbones import Backbone, Preprocess
 from taxonbench.score_kinds import KINDS, node_scores
 from taxonbench.taxonomy import Taxonomy
 
-# root 0 -> {1, 2}; 1 -> {3, 4}; 2 -> {5} (an only child); 5 -> {6, 7}. Leaves 3, 4 (depth 2) and
-# 6, 7 (depth 3): a ragged tree. Leaf indices are shuffled so that index != rank of the node id.
-PARENTS = [-1, 0, 0, 1, 1, 2, 5, 5]
-LEAF_NODES = [6, 3, 7, 4]
-NUM_FEATURES = 5
 NAMES = ["softmargin", "descendant_softmax", "hxe", "soft_labels"]
 # every method with each of its non-default options
 VARIANTS = [
@@ -44,62 +39,7 @@ VARIANTS = [
 ]
 
 
-def make_tax(parents=PARENTS, leaf_nodes=LEAF_NODES) -> Taxonomy:
-    return Taxonomy.from_parents(parents, leaf_nodes=leaf_nodes)
-
-
-def build(name: str, tax: Taxonomy | None = None, hparams=None) -> Method:
-    torch.manual_seed(0)
-    backbone = Backbone(torch.nn.Flatten(), NUM_FEATURES, Preprocess())
-    return METHODS.get(name)(backbone, tax or make_tax(), hparams)
-
-
-# ------------------------------------------------------------ plain-Python oracle
-class Plain:
-    """The tree as Python lists: parents, children, root paths, subtrees."""
-
-    def __init__(self, parents, leaf_nodes):
-        self.parent = list(parents)
-        self.n = len(parents)
-        self.children = [[] for _ in range(self.n)]
-        for v in range(1, self.n):
-            self.children[self.parent[v]].append(v)
-        self.leaf_nodes = list(leaf_nodes)
-
-    def path(self, v):
-        """root ... v"""
-        out = []
-        while v != -1:
-            out.append(v)
-            v = self.parent[v]
-        return out[::-1]
-
-    def depth(self, v):
-        return len(self.path(v)) - 1
-
-    def subtree(self, v):
-        """v and all its descendants"""
-        out, stack = [], [v]
-        while stack:
-            u = stack.pop()
-            out.append(u)
-            stack.extend(self.children[u])
-        return out
-
-    def leaves_under(self, v):
-        """leaf *indices* i whose node is in the subtree of v"""
-        below = set(self.subtree(v))
-        return [i for i, node in enumerate(self.leaf_nodes) if node in below]
-
-    def height(self, v):
-        """longest path from v down to a leaf"""
-        return max(self.depth(self.leaf_nodes[i]) - self.depth(v) for i in self.leaves_under(v))
-
-    def lca(self, u, v):
-        common = [a for a in self.path(u) if a in self.path(v)]
-        return common[-1]
-
-
+# ------------------------------------------------------------ plain-Python oracle (Plain: loss_oracle.py)
 def logsumexp(values):
     m = max(values)
     return m + math.log(sum(math.exp(v - m) for v in values))
