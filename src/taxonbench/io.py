@@ -41,3 +41,23 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def load_weights_only(path: str | os.PathLike, what: str, missing_hint: str = "") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, with errors naming the file.
+
+    A missing file: ``"<what> not found: <path>"`` (+ hint); an unreadable one:
+    ``"<path>: corrupt <what> (<reason>)"``. torch is imported here, not at
+    module import, so the Snakefile's imports stay light.
+    """
+    import torch
+
+    from taxonbench.errors import TaxonbenchError
+
+    path = Path(path)
+    if not path.exists():
+        raise TaxonbenchError(f"{what} not found: {path}{missing_hint}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for damaged or foreign files
+        raise TaxonbenchError(f"{path}: corrupt {what} ({exc})") from None

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from taxonbench.batches import epoch_generator, make_batches
 from taxonbench.errors import TaxonbenchError
-from taxonbench.io import atomic_path, write_text_atomic
+from taxonbench.io import atomic_path, load_weights_only, write_text_atomic
 from taxonbench.methods import METHODS, Method
 from taxonbench.models.backbones import Preprocess, build_backbone
 from taxonbench.shards import TAXONOMY, read_manifest
@@ -220,13 +220,7 @@ def train(settings: dict, shards_dir: str | os.PathLike, out_dir: str | os.PathL
 
 def load_model(model_path: str | os.PathLike, taxonomy: Taxonomy, device: torch.device) -> tuple[Method, Preprocess, dict]:
     """Rebuild a trained method from ``model.pt`` (weights-only load)."""
-    model_path = Path(model_path)
-    if not model_path.exists():
-        raise TaxonbenchError(f"model not found: {model_path}")
-    try:
-        saved = torch.load(model_path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise TaxonbenchError(f"{model_path}: corrupt model file ({exc})") from None
+    saved = load_weights_only(model_path, "model")
     meta = saved["meta"]
     if meta["n_leaves"] != taxonomy.n_leaves or meta["n_nodes"] != taxonomy.n_nodes:
         raise TaxonbenchError(

@@ -83,7 +83,7 @@ from taxonbench.errors import TaxonbenchError
 from taxonbench.inference import INFERENCE
 from taxonbench.inference.base import Inference
 from taxonbench.inference.diffusion import DEFAULT_ALPHA, DiffusionOperator
-from taxonbench.io import atomic_path
+from taxonbench.io import atomic_path, load_weights_only
 from taxonbench.matrix_io import iter_matrix, read_sidecar
 from taxonbench.score_kinds import KINDS, node_scores
 from taxonbench.taxonomy import Taxonomy
@@ -480,12 +480,7 @@ class DifferentiableDiffusion(Inference):
 def load_state(path: str | os.PathLike, taxonomy: Taxonomy) -> tuple[dict, dict[str, torch.Tensor]]:
     """``(meta, parameters)`` of a state file written by :meth:`DifferentiableDiffusion.fit`, checked."""
     path = Path(path)
-    if not path.exists():
-        raise TaxonbenchError(f"{NAME} state not found: {path} (write it with fit-inference)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise TaxonbenchError(f"{path}: corrupt {NAME} state ({exc})") from None
+    state = load_weights_only(path, f"{NAME} state", " (write it with fit-inference)")
     if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("meta"), dict) \
             or not isinstance(state.get("parameters"), dict):
         raise TaxonbenchError(f"{path}: not a {NAME} state (expected format {FORMAT!r})")

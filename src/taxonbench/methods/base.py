@@ -20,6 +20,11 @@ from taxonbench.score_kinds import KINDS, node_scores
 from taxonbench.taxonomy import Taxonomy
 
 
+def loss_precision(outputs: torch.Tensor) -> torch.Tensor:
+    """Outputs in at least float32 (half / bfloat16 under autocast are upcast; float64 kept for gradcheck)."""
+    return outputs if outputs.dtype == torch.float64 else outputs.float()
+
+
 @dataclass(frozen=True)
 class NoHparams:
     """A method without hyper-parameters."""

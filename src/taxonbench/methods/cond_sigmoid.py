@@ -22,7 +22,7 @@ from torch import nn
 
 from taxonbench.methods import METHODS
 from taxonbench.methods._tree_ops import TreeOps
-from taxonbench.methods.base import Method
+from taxonbench.methods.base import Method, loss_precision
 
 
 @METHODS.register("cond_sigmoid")
@@ -36,7 +36,7 @@ class CondSigmoid(Method):
         self.head = nn.Linear(self.num_features, self.output_dim())
 
     def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
-        theta = outputs if outputs.dtype == torch.float64 else outputs.float()
+        theta = loss_precision(outputs)
         on_path = self.tree.on_path(leaf).to(theta.dtype)  # (B, n)
         positive = on_path[:, 1:]
         counted = on_path[:, self.tree.parent[1:]]  # parent(v) on the path: positives and their siblings

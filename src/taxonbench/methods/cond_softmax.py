@@ -20,7 +20,7 @@ from torch import nn
 
 from taxonbench.methods import METHODS
 from taxonbench.methods._tree_ops import TreeOps
-from taxonbench.methods.base import Method
+from taxonbench.methods.base import Method, loss_precision
 
 
 @METHODS.register("cond_softmax")
@@ -34,7 +34,7 @@ class CondSoftmax(Method):
         self.head = nn.Linear(self.num_features, self.output_dim())
 
     def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
-        theta = outputs if outputs.dtype == torch.float64 else outputs.float()
+        theta = loss_precision(outputs)
         theta = torch.cat([torch.zeros_like(theta[:, :1]), theta], dim=1)  # the root's slot (unused)
         log_cond = self.tree.sibling_log_softmax(theta)  # (B, n), root 0
         on_path = self.tree.on_path(leaf).to(theta.dtype)

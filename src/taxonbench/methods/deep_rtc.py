@@ -36,7 +36,7 @@ from torch import nn
 from taxonbench.errors import TaxonbenchError
 from taxonbench.methods import METHODS
 from taxonbench.methods._tree_ops import TreeOps
-from taxonbench.methods.base import Method
+from taxonbench.methods.base import Method, loss_precision
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class DeepRTC(Method):
 
     def node_logits(self, outputs: torch.Tensor) -> torch.Tensor:
         """``(B, n-1)`` θ -> ``(B, n)`` path sums s (root 0), in float32 (float64 kept)."""
-        theta = outputs if outputs.dtype == torch.float64 else outputs.float()
+        theta = loss_precision(outputs)
         with torch.autocast(theta.device.type, enabled=False):  # the sparse product stays in full precision
             return self.tree.path_sum(torch.cat([torch.zeros_like(theta[:, :1]), theta], dim=1))
 

@@ -39,7 +39,7 @@ from torch import nn
 from taxonbench.errors import TaxonbenchError
 from taxonbench.methods import METHODS
 from taxonbench.methods._tree_ops import TreeOps
-from taxonbench.methods.base import Method
+from taxonbench.methods.base import Method, loss_precision
 
 _NEGATIVES = ("exclusive", "all")
 
@@ -71,7 +71,7 @@ class DescendantSoftmax(Method):
         self.head = nn.Linear(self.num_features, self.output_dim())
 
     def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
-        theta = outputs if outputs.dtype == torch.float64 else outputs.float()
+        theta = loss_precision(outputs)
         weight = self.weight.to(theta.dtype)
         on_path = self.tree.on_path(leaf).bool()  # (B, n): u ∈ path(y)
         if self.hparams.negatives == "all":

@@ -44,7 +44,7 @@ from torch import nn
 
 from taxonbench.errors import TaxonbenchError
 from taxonbench.methods import METHODS
-from taxonbench.methods.base import Method
+from taxonbench.methods.base import Method, loss_precision
 from taxonbench.taxonomy import Taxonomy
 
 _WEIGHTINGS = ("depth", "height")
@@ -90,7 +90,7 @@ class HXE(Method):
         self.head = nn.Linear(self.num_features, self.output_dim())
 
     def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
-        theta = outputs if outputs.dtype == torch.float64 else outputs.float()
+        theta = loss_precision(outputs)
         weight = self.weight.to(theta.dtype)
         log_p = F.log_softmax(theta, dim=1)  # (B, L)
         path = self.leaf_paths[leaf]  # (B, D+1)

@@ -26,7 +26,7 @@ from torchvision.ops import sigmoid_focal_loss
 from taxonbench.errors import TaxonbenchError
 from taxonbench.methods import METHODS
 from taxonbench.methods._tree_ops import TreeOps
-from taxonbench.methods.base import Method
+from taxonbench.methods.base import Method, loss_precision
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class MultilabelFocal(Method):
         self.head = nn.Linear(self.num_features, self.output_dim())
 
     def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
-        theta = outputs if outputs.dtype == torch.float64 else outputs.float()
+        theta = loss_precision(outputs)
         targets = self.tree.on_path(leaf)[:, 1:].to(theta.dtype)  # drop the root
         per_node = sigmoid_focal_loss(theta, targets, alpha=float(self.hparams.alpha),
                                       gamma=float(self.hparams.gamma), reduction="none")

@@ -23,7 +23,7 @@ from torch import nn
 
 from taxonbench.methods import METHODS
 from taxonbench.methods._tree_ops import TreeOps
-from taxonbench.methods.base import Method
+from taxonbench.methods.base import Method, loss_precision
 
 
 @METHODS.register("ps_softmax")
@@ -38,7 +38,7 @@ class PathSumSoftmax(Method):
 
     def leaf_logits(self, theta: torch.Tensor) -> torch.Tensor:
         """``(B, n-1)`` node scores -> ``(B, L)`` leaf logits (path sums at the leaves)."""
-        theta = theta if theta.dtype == torch.float64 else theta.float()
+        theta = loss_precision(theta)
         full = torch.cat([torch.zeros_like(theta[:, :1]), theta], dim=1)  # the root adds 0
         with torch.autocast(theta.device.type, enabled=False):  # the sparse product stays in full precision
             return self.tree.path_sum(full)[:, self.tree.leaf_nodes]
@@ -47,7 +47,7 @@ class PathSumSoftmax(Method):
         return self.leaf_logits(self.head(self.backbone(images)))
 
     def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
-        logits = outputs if outputs.dtype == torch.float64 else outputs.float()
+        logits = loss_precision(outputs)
         return F.cross_entropy(logits, leaf)
 
     def predict_leaf(self, outputs: torch.Tensor) -> torch.Tensor:

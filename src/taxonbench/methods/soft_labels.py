@@ -38,7 +38,7 @@ from torch import nn
 
 from taxonbench.errors import TaxonbenchError
 from taxonbench.methods import METHODS
-from taxonbench.methods.base import Method
+from taxonbench.methods.base import Method, loss_precision
 from taxonbench.methods.hxe import node_heights
 
 
@@ -74,7 +74,7 @@ class SoftLabels(Method):
         return F.softmax(-self.hparams.beta * self.distance.to(dtype)[lca], dim=1)
 
     def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
-        theta = outputs if outputs.dtype == torch.float64 else outputs.float()
+        theta = loss_precision(outputs)
         q = self.soft_targets(leaf, theta.dtype)
         return -(q * F.log_softmax(theta, dim=1)).sum(dim=1).mean()
 

@@ -27,7 +27,7 @@ from torch import nn
 from taxonbench.errors import TaxonbenchError
 from taxonbench.methods import METHODS
 from taxonbench.methods._tree_ops import TreeOps
-from taxonbench.methods.base import Method
+from taxonbench.methods.base import Method, loss_precision
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class Softmargin(Method):
         self.head = nn.Linear(self.num_features, self.output_dim())
 
     def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
-        theta = outputs if outputs.dtype == torch.float64 else outputs.float()
+        theta = loss_precision(outputs)
         off_path = 1.0 - self.tree.on_path(leaf).to(theta.dtype)  # (B, n): 1 where v ∉ path(y)
         true_score = theta.gather(1, self.tree.leaf_nodes[leaf].unsqueeze(1)).squeeze(1)
         return (torch.logsumexp(theta + self.hparams.margin * off_path, dim=1) - true_score).mean()

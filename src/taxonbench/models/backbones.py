@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from taxonbench.errors import TaxonbenchError
+from taxonbench.io import load_weights_only
 from taxonbench.registry import Registry
 
 
@@ -75,10 +76,7 @@ class TinyCNN(nn.Module):
 
 def _load_local_checkpoint(module: nn.Module, path: Path, name: str) -> None:
     """Load a state dict saved by ``torch.save`` (weights_only); strict, with a clear error."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise TaxonbenchError(f"{path}: cannot load checkpoint for backbone {name!r} ({exc})") from None
+    state = load_weights_only(path, f"checkpoint for backbone {name!r}")
     if isinstance(state, dict) and "backbone" in state:
         state = state["backbone"]
     try:
