@@ -7,6 +7,9 @@ numpy re-statement of the per-level cross-entropy.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -14,8 +17,8 @@ import torch
 from taxonbench.errors import TaxonbenchError
 from taxonbench.inference import INFERENCE, run_inference
 from taxonbench.inference.diffusion import DEFAULT_ALPHA, DiffusionOperator
-from taxonbench.inference.differentiable_diffusion import (
-    DEFAULTS, DifferentiableDiffusion, EdgeDiffusion, build_map, resolve_options)
+from taxonbench.inference._learned_maps import EdgeDiffusion, build_map
+from taxonbench.inference.differentiable_diffusion import DEFAULTS, DifferentiableDiffusion, resolve_options
 from taxonbench.matrix_io import iter_matrix, write_matrix
 from taxonbench.score_kinds import KINDS, node_scores
 from taxonbench.taxonomy import Taxonomy
@@ -262,3 +265,11 @@ def test_fit_refuses_bad_leaves(tmp_path):
     logits = write_logits(tmp_path / "t.parquet", SMALL, np.zeros((3, 4), np.float32), np.array([0, 1, 9]))
     with pytest.raises(TaxonbenchError, match="t.parquet"):
         DifferentiableDiffusion.fit(SMALL, logits, tmp_path / "dd.pt", {"epochs": 1})
+
+
+def test_the_registries_import_without_torch():
+    """Snakemake imports the registries at every start; torch (seconds to import) stays out of it."""
+    code = ("import sys, taxonbench.inference, taxonbench.params, taxonbench.tables, taxonbench.metrics; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

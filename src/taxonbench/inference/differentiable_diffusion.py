@@ -76,13 +76,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from taxonbench.errors import TaxonbenchError
 from taxonbench.inference import INFERENCE
 from taxonbench.inference.base import Inference
-from taxonbench.inference.diffusion import DEFAULT_ALPHA, DiffusionOperator
+from taxonbench.inference.diffusion import DEFAULT_ALPHA
 from taxonbench.io import atomic_path, load_weights_only
 from taxonbench.matrix_io import iter_matrix, read_sidecar
 from taxonbench.score_kinds import KINDS, node_scores
@@ -151,173 +149,6 @@ def tree_digest(taxonomy: Taxonomy) -> str:
     return hashlib.sha256(np.ascontiguousarray(taxonomy.parent, dtype="<i4").tobytes()).hexdigest()[:16]
 
 
-# ----------------------------------------------------------------------------- maps
-def tree_levels(taxonomy: Taxonomy, device: torch.device | str = "cpu") -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """``(nodes, their parents)`` index tensors for depths ``1..D``: the schedule of :func:`tree_solve`."""
-    parent = taxonomy.parent.astype(np.int64)
-    out = []
-    for d in range(1, taxonomy.max_depth + 1):
-        nodes = taxonomy.nodes_at_depth(d)
-        out.append((torch.as_tensor(nodes, device=device), torch.as_tensor(parent[nodes], device=device)))
-    return out
-
-
-def tree_solve(off: torch.Tensor, rhs: torch.Tensor,
-               levels: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    """Solve ``A x = rhs`` row-wise for a tree-structured ``A`` with unit diagonal.
-
-    ``off[v] = A[v, parent(v)] = A[parent(v), v]`` (``off[0]`` unused); ``rhs``
-    is ``(B, n)``. Gaussian elimination from the deepest level up (no fill-in on
-    a tree), then back-substitution from the root down. ``A`` must be positive
-    definite (pivots stay positive). Out-of-place, so autograd flows through.
-    """
-    pivot = torch.ones(rhs.shape[1], dtype=rhs.dtype, device=rhs.device)
-    r = rhs
-    for nodes, parents in reversed(levels):
-        b = off[nodes]
-        coef = b / pivot[nodes]  # the children's pivots are final: their own children are done
-        pivot = pivot.index_add(0, parents, -coef * b)
-        r = r.index_add(1, parents, -r[:, nodes] * coef)
-    x = r / pivot  # right for the root; every other entry is overwritten below
-    for nodes, parents in levels:
-        x = x.index_copy(1, nodes, (r[:, nodes] - off[nodes] * x[:, parents]) / pivot[nodes])
-    return x
-
-
-class EdgeDiffusion(nn.Module):
-    """``f* = (1 − α)(I − α W_n)^{-1} f⁰`` with learned positive edge weights ``exp(log_weight)``."""
-
-    def __init__(self, taxonomy: Taxonomy, alpha: float, device: torch.device | str = "cpu") -> None:
-        super().__init__()
-        device = torch.device(device)
-        self.alpha = alpha
-        self.n = taxonomy.n_nodes
-        self.log_weight = nn.Parameter(torch.zeros(self.n - 1, dtype=torch.float64, device=device))
-        self.register_buffer("child", torch.arange(1, self.n, device=device), persistent=False)
-        self.register_buffer("parent", torch.as_tensor(taxonomy.parent[1:].astype(np.int64), device=device),
-                             persistent=False)
-        self._levels = tree_levels(taxonomy, device)
-
-    def off_diagonal(self) -> torch.Tensor:
-        """``off[v] = (I − αW_n)[v, parent(v)] = −α w_v / sqrt(d_v d_parent(v))``."""
-        w = torch.exp(self.log_weight)
-        zeros = torch.zeros(self.n, dtype=w.dtype, device=w.device)
-        degree = zeros.index_add(0, self.child, w).index_add(0, self.parent, w)
-        off = -self.alpha * w / torch.sqrt(degree[self.child] * degree[self.parent])
-        return torch.cat([zeros[:1], off])
-
-    def forward(self, f0: torch.Tensor) -> torch.Tensor:
-        return (1.0 - self.alpha) * tree_solve(self.off_diagonal(), f0, self._levels)
-
-    def export(self) -> dict[str, torch.Tensor]:
-        return {"log_weight": self.log_weight.detach().cpu().clone()}
-
-
-class FullMap(nn.Module):
-    """``f* = M f⁰`` with ``M = M₀ + Δ`` learned (``Δ`` starts at 0; :meth:`project` keeps ``M ≥ 0``)."""
-
-    def __init__(self, matrix: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> None:
-        super().__init__()
-        base = torch.as_tensor(np.asarray(matrix), dtype=torch.float64, device=device).clone()
-        self.register_buffer("base", base)
-        self.delta = nn.Parameter(torch.zeros_like(base))
-
-    def matrix(self) -> torch.Tensor:
-        return self.base + self.delta
-
-    def forward(self, f0: torch.Tensor) -> torch.Tensor:
-        return f0 @ self.matrix().T
-
-    @torch.no_grad()
-    def project(self) -> None:
-        """Keep ``M`` entry-wise nonnegative, like the closed form."""
-        torch.maximum(self.delta, -self.base, out=self.delta)
-
-    def export(self) -> dict[str, torch.Tensor]:
-        return {"matrix": self.matrix().detach().cpu().clone()}
-
-
-def _closed_form_matrix(taxonomy: Taxonomy, alpha: float) -> np.ndarray:
-    return np.asarray(DiffusionOperator(taxonomy, alpha).dense_matrix(), dtype=np.float64)
-
-
-def build_map(taxonomy: Taxonomy, parametrization: str, alpha: float, device: torch.device | str = "cpu",
-              parameters: dict[str, torch.Tensor] | None = None) -> EdgeDiffusion | FullMap:
-    """The map at the closed form, or with saved ``parameters`` (the ``export()`` of a trained map)."""
-    n = taxonomy.n_nodes
-    if parametrization == "edges":
-        model = EdgeDiffusion(taxonomy, alpha, device)
-        if parameters is not None:
-            weight = _saved(parameters, "log_weight", (n - 1,))
-            with torch.no_grad():
-                model.log_weight.copy_(weight)
-        return model
-    if parameters is None:
-        return FullMap(_closed_form_matrix(taxonomy, alpha), device)
-    return FullMap(_saved(parameters, "matrix", (n, n)), device)
-
-
-def _saved(parameters: dict, key: str, shape: tuple[int, ...]) -> torch.Tensor:
-    value = parameters.get(key)
-    if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
-        got = tuple(value.shape) if isinstance(value, torch.Tensor) else None
-        raise ValueError(f"parameter {key!r} of shape {shape} expected; got {got}")
-    return value.to(torch.float64)
-
-
-# --------------------------------------------------------------------------- loss
-class LevelTargets:
-    """Per-level cross-entropy of a map's output, the true leaf's ancestors as targets."""
-
-    def __init__(self, taxonomy: Taxonomy, device: torch.device | str = "cpu") -> None:
-        depth = taxonomy.depth
-        n, d_max = taxonomy.n_nodes, taxonomy.max_depth
-        level = np.zeros((n, d_max))
-        level[np.arange(1, n), depth[1:] - 1] = 1.0  # node v counts in the sum of its own level
-        self.level = torch.as_tensor(level, dtype=torch.float64, device=device)
-        # ancestors of every leaf at depths 1..D (-1 below the leaf's own depth)
-        self.anc = torch.as_tensor(taxonomy.ancestor_table[taxonomy.leaf_nodes][:, 1:], device=device)
-        self.leaf_nodes = torch.as_tensor(taxonomy.leaf_nodes, device=device)
-
-    def per_level(self, f_star: torch.Tensor, leaf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(sum over samples of −log q_d, number of samples)`` per level, each ``(D,)``."""
-        target = self.anc[leaf]  # (B, D)
-        present = target >= 0
-        level_sum = f_star @ self.level  # (B, D)
-        f_target = torch.gather(f_star, 1, target.clamp(min=0))
-        nll = torch.log(level_sum.clamp(min=EPS)) - torch.log(f_target.clamp(min=EPS))
-        nll = torch.where(present, nll, torch.zeros_like(nll))
-        return nll.sum(0), present.sum(0).to(nll.dtype)
-
-    def loss(self, f_star: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
-        """Mean over the levels present in the batch of the mean per-sample ``−log q_d``."""
-        total, count = self.per_level(f_star, leaf)
-        used = count > 0
-        return (total[used] / count[used]).mean()
-
-    def correct(self, f_star: torch.Tensor, leaf: torch.Tensor) -> int:
-        """How many rows rank the true leaf first among the leaves."""
-        return int((f_star[:, self.leaf_nodes].argmax(1) == leaf).sum())
-
-
-@torch.no_grad()
-def evaluate_map(model: nn.Module, targets: LevelTargets, f0: torch.Tensor, leaf: torch.Tensor,
-                 device: torch.device, batch_rows: int = 4096) -> tuple[float, float]:
-    """``(loss, leaf top-1)`` of ``model`` on a whole training set, the loss as :meth:`LevelTargets.loss`."""
-    total = count = None
-    correct = 0
-    for start in range(0, len(f0), batch_rows):
-        f = f0[start:start + batch_rows].to(device, torch.float64)
-        y = leaf[start:start + batch_rows].to(device)
-        out = model(f)
-        t, c = targets.per_level(out, y)
-        total = t if total is None else total + t
-        count = c if count is None else count + c
-        correct += targets.correct(out, y)
-    used = count > 0
-    return float((total[used] / count[used]).mean()), correct / len(f0)
-
-
 # ---------------------------------------------------------------------- training data
 def read_training_scores(taxonomy: Taxonomy, logits_path: str | os.PathLike, max_samples: int | None = None,
                          seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -355,50 +186,6 @@ def read_training_scores(taxonomy: Taxonomy, logits_path: str | os.PathLike, max
     return f0, leaf.astype(np.int64), sidecar
 
 
-def _device(setting: str) -> torch.device:
-    from taxonbench.training import resolve_device
-
-    try:
-        return resolve_device(setting)
-    except RuntimeError as exc:  # torch.device("nonsense")
-        raise TaxonbenchError(f"{NAME}: option 'device': {exc}") from None
-
-
-def train_map(taxonomy: Taxonomy, f0: np.ndarray, leaf: np.ndarray, opts: dict,
-              seed: int = 0) -> tuple[EdgeDiffusion | FullMap, dict]:
-    """Train the map on node scores ``f0`` with true leaves ``leaf``; returns it and a training record."""
-    device = _device(opts["device"])
-    model = build_map(taxonomy, opts["parametrization"], opts["alpha"], device)
-    targets = LevelTargets(taxonomy, device)
-    f0_t = torch.as_tensor(f0)
-    leaf_t = torch.as_tensor(leaf)
-    n_rows = len(f0_t)
-    batch = opts["batch_size"] or n_rows
-    opt = torch.optim.Adam(model.parameters(), lr=opts["lr"], weight_decay=opts["weight_decay"])
-    generator = torch.Generator().manual_seed(int(seed))
-    loss_init, top1_init = evaluate_map(model, targets, f0_t, leaf_t, device)
-    history = []
-    for _ in range(opts["epochs"]):
-        order = torch.randperm(n_rows, generator=generator)
-        total, steps = 0.0, 0
-        for start in range(0, n_rows, batch):
-            idx = order[start:start + batch]
-            f = f0_t[idx].to(device, torch.float64)
-            loss = targets.loss(model(f), leaf_t[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if isinstance(model, FullMap):
-                model.project()
-            total += float(loss.detach())
-            steps += 1
-        history.append(total / steps)
-    loss_final, top1_final = evaluate_map(model, targets, f0_t, leaf_t, device)
-    record = {"n_train": n_rows, "history": history, "loss_init": loss_init, "loss_final": loss_final,
-              "top1_init": top1_init, "top1_final": top1_final}
-    return model, record
-
-
 # ------------------------------------------------------------------------ inference
 @INFERENCE.register(NAME)
 class DifferentiableDiffusion(Inference):
@@ -416,6 +203,10 @@ class DifferentiableDiffusion(Inference):
         if taxonomy.max_depth == 0:
             raise TaxonbenchError(f"{NAME}: the taxonomy is a single node; there is nothing to diffuse")
         f0, leaf, sidecar = read_training_scores(taxonomy, logits_path, opts["max_samples"], seed)
+        import torch
+
+        from taxonbench.inference._learned_maps import train_map
+
         model, record = train_map(taxonomy, f0, leaf, opts, seed)
         meta = {
             "inference": NAME,
@@ -452,7 +243,9 @@ class DifferentiableDiffusion(Inference):
                     f"{NAME}: option {key!r} is {options[key]!r} but the state {path} was fitted with "
                     f"{self.meta['options'][key]!r}; fit again or drop the option"
                 )
-        self.device = _device(options.get("device", DEFAULTS["device"]))
+        from taxonbench.inference._learned_maps import build_map, resolve_map_device
+
+        self.device = resolve_map_device(options.get("device", DEFAULTS["device"]))
         opts = self.meta["options"]
         try:
             self.map = build_map(taxonomy, opts["parametrization"], opts["alpha"], self.device, parameters)
@@ -470,14 +263,16 @@ class DifferentiableDiffusion(Inference):
                 f"fitted on scores of kind {kind!r} (method {self.meta.get('method')!r})"
             )
 
-    @torch.no_grad()
     def __call__(self, scores: np.ndarray) -> np.ndarray:
+        import torch
+
         f0 = torch.as_tensor(node_scores(scores, self.taxonomy, self.sidecar), dtype=torch.float64,
                              device=self.device)
-        return self.map(f0).cpu().numpy().astype(np.float32)
+        with torch.no_grad():
+            return self.map(f0).cpu().numpy().astype(np.float32)
 
 
-def load_state(path: str | os.PathLike, taxonomy: Taxonomy) -> tuple[dict, dict[str, torch.Tensor]]:
+def load_state(path: str | os.PathLike, taxonomy: Taxonomy) -> tuple[dict, dict]:
     """``(meta, parameters)`` of a state file written by :meth:`DifferentiableDiffusion.fit`, checked."""
     path = Path(path)
     state = load_weights_only(path, f"{NAME} state", " (write it with fit-inference)")
@@ -500,5 +295,4 @@ def load_state(path: str | os.PathLike, taxonomy: Taxonomy) -> tuple[dict, dict[
     return meta, state["parameters"]
 
 
-__all__ = ["DifferentiableDiffusion", "EdgeDiffusion", "FullMap", "LevelTargets", "build_map", "load_state",
-           "read_training_scores", "resolve_options", "train_map", "tree_solve", "DEFAULTS"]
+__all__ = ["DEFAULTS", "DifferentiableDiffusion", "load_state", "read_training_scores", "resolve_options"]
