@@ -7,7 +7,10 @@ from taxonbench.errors import TaxonbenchError
 from taxonbench.models.backbones import BACKBONES, IMAGENET, build_backbone
 
 
-@pytest.mark.parametrize("name", BACKBONES.names())
+FAMILY_EXAMPLES = {"open_clip": "open_clip:taxonbench-tiny-clip"}  # families that build many models
+
+
+@pytest.mark.parametrize("name", [FAMILY_EXAMPLES.get(n, n) for n in BACKBONES.names()])
 def test_every_backbone_maps_images_to_features(name):
     backbone = build_backbone(name)
     backbone.module.eval()
@@ -39,5 +42,5 @@ def test_mismatched_checkpoint_and_unknown_names(tmp_path):
         build_backbone("resnet18", pretrained="IMAGENET9K")
     with pytest.raises(TaxonbenchError, match=r"'tiny_cnn' has no named pretrained weights"):
         build_backbone("tiny_cnn", pretrained="IMAGENET1K_V1")
-    with pytest.raises(TaxonbenchError, match=r"unknown backbone 'vit'; available: resnet18, resnet50, tiny_cnn"):
+    with pytest.raises(TaxonbenchError, match=r"unknown backbone 'vit'; available: open_clip, resnet18, resnet50, tiny_cnn"):
         build_backbone("vit")

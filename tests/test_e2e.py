@@ -142,3 +142,41 @@ def test_dvc_repro_runs_the_same_pipeline(tmp_path):
     _run([str(BIN / "dvc"), "plots", "show", "-o", "plots_html"], cwd=project)
     html = (project / "plots_html" / "index.html").read_text()
     assert "info_recall" in html
+
+
+TINY_HCCF_PARAMS = {
+    **TINY_PARAMS,
+    "train": {"epochs": 1, "batch_size": 16, "num_workers": 0, "backbone": "open_clip:taxonbench-tiny-clip",
+              "optimizer": {"name": "adamw", "lr": 0.001}},
+    "methods": {"hccf": {}, "hccf_L67": {"method": "hccf", "levels": [6, 7]}, "ce_text_init": {}},
+    "experiments": {"datasets": ["tiny"], "methods": ["hccf"], "extra_methods": {"tiny": ["hccf_L67", "ce_text_init"]},
+                    "inference": {"all": ["bottom_up"], "hccf": ["diffusion"]}},
+    "tables": {"hccf_table3": {"dataset": "tiny"}, "hccf_table4": {"dataset": "tiny"}},
+}
+
+
+def test_snakemake_tiny_hccf_family(tmp_path):
+    """HCCF and its ablations through the whole pipeline: open_clip tiny CLIP, variants by `method:`."""
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY_HCCF_PARAMS))
+    _snakemake(tmp_path)
+    sidecar = json.loads((tmp_path / "results/logits/tiny/hccf_L67/test.json").read_text())
+    assert sidecar["kind"] == "level_softmax_logits" and sidecar["method"] == "hccf"
+    assert not (tmp_path / "results/logits/tiny/hccf_L67/train.parquet").exists()  # no fitted inference asked
+    for method, inference in (("hccf", "diffusion"), ("hccf_L67", "bottom_up"), ("ce_text_init", "bottom_up")):
+        metrics = json.loads((tmp_path / f"results/metrics/tiny/{method}/{inference}.json").read_text())
+        assert 0.0 <= metrics["leaf_top1"] <= 1.0
+    with open(tmp_path / "results/tables/hccf_table4.csv") as fh:
+        rows = {r["Model"] for r in csv.DictReader(fh)}
+    assert rows == {"HCCF L67", "HCCF L1234567"}
+    with open(tmp_path / "results/tables/hccf_table3.csv") as fh:
+        rows = [r["Models"] for r in csv.DictReader(fh)]
+    assert rows == ["CE loss + text embedding", "CL + text encoder + L1234567 (HCCF)"]
+
+
+@pytest.mark.parametrize("config", ["inat18_hccf.yaml", "inat21_hccf.yaml"])
+def test_paper_scale_configs_pass_a_dry_run(tmp_path, config):
+    proc = _snakemake(tmp_path, "-n", "--configfile", str(REPO / "workflow" / "configs" / config),
+                      "--replace-workflow-config")
+    out = proc.stdout + proc.stderr
+    assert "train" in out and "tables" in out
+    assert "synthetic" not in out  # the embedded default is replaced, not merged

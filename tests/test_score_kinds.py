@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from taxonbench.errors import TaxonbenchError
-from taxonbench.score_kinds import KINDS, conditional_probs, node_scores
+from taxonbench.score_kinds import KINDS, bottom_up_scores, conditional_probs, node_scores
 from taxonbench.taxonomy import Taxonomy
 
 #        0
@@ -63,6 +63,9 @@ def brute(kind, theta, temperature=1.0):
         elif kind == "subtree_softmax_logits":
             z = sum(math.exp(t) for t in full)
             out.append(sum(math.exp(full[u]) / z for u in subtree(v)))
+        elif kind == "level_softmax_logits":
+            level = [u for u in range(n) if len(path(u)) == len(path(v))]
+            out.append(1.0 if v == 0 else math.exp(full[v]) / sum(math.exp(full[u]) for u in level))
     return out
 
 
@@ -74,6 +77,24 @@ def test_rule_matches_brute_force(kind):
     got = node_scores(theta, TAX, side)
     want = np.array([brute(kind, row, 10.0) for row in theta])
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_level_softmax_conditionals_and_bottom_up():
+    """Per-level scores: conditionals are the softmax over siblings; bottom-up sums the leaves' softmax."""
+    theta = RNG.normal(0, 1, size=(3, len(PARENTS) - 1))
+    side = {"kind": "level_softmax_logits"}
+    full = np.c_[np.zeros(3), theta]
+    cond = conditional_probs(theta, TAX, side)
+    for v in range(1, len(PARENTS)):
+        sib = siblings(v)
+        np.testing.assert_allclose(cond[:, v], np.exp(full[:, v]) / np.exp(full[:, sib]).sum(axis=1))
+    leaves = TAX.leaf_nodes.tolist()
+    q = np.exp(full[:, leaves]) / np.exp(full[:, leaves]).sum(axis=1, keepdims=True)
+    want = np.array([[sum(q[b, i] for i, u in enumerate(leaves) if u in subtree(v)) for v in range(len(PARENTS))]
+                     for b in range(3)])
+    np.testing.assert_allclose(bottom_up_scores(theta, TAX, side), want, rtol=1e-12)
+    with pytest.raises(TaxonbenchError, match="no distribution over leaves"):
+        bottom_up_scores(theta, TAX, {"kind": "node_sigmoid_logits"})
 
 
 @pytest.mark.parametrize("kind", ["leaf_logits", "sibling_softmax_logits", "sibling_sigmoid_logits",

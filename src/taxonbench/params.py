@@ -118,6 +118,12 @@ def _check_references(cfg: dict, source: str) -> None:
                 f"{source}: experiments.datasets[{i}]: {name!r} is not defined under 'datasets'"
                 + (f" (did you mean {hint[0]!r}?)" if hint else f"; defined: {', '.join(defined)}")
             )
+    for dataset in cfg["experiments"].get("extra_methods", {}):
+        if dataset not in cfg["experiments"]["datasets"]:
+            raise TaxonbenchError(
+                f"{source}: experiments.extra_methods.{dataset}: not among experiments.datasets "
+                f"({', '.join(cfg['experiments']['datasets'])})"
+            )
     for table, spec in cfg.get("tables", {}).items():
         if spec["dataset"] not in cfg["experiments"]["datasets"]:
             raise TaxonbenchError(
@@ -179,14 +185,19 @@ def train_settings(cfg: dict, dataset: str, method: str) -> dict:
     """The resolved training settings of one (dataset, method) experiment.
 
     Global ``train`` settings, overridden by ``methods.<method>.train``; the
-    method's other keys are its hyper-parameters.
+    method's other keys are its hyper-parameters. ``method`` is the experiment's
+    name; a ``method:`` key inside its block names the registered method it
+    runs (so one method can run as several experiments, e.g. ``hccf_L67:
+    {method: hccf, levels: [6, 7]}``); without it the name is the method.
     """
     method_cfg = copy.deepcopy(cfg.get("methods", {}).get(method, {}))
     train_override = method_cfg.pop("train", {})
+    registered = method_cfg.pop("method", method)
     train = deep_merge(cfg.get("train", {}), train_override)
     return {
         "dataset": dataset,
-        "method": method,
+        "method": registered,
+        "experiment": method,
         "seed": cfg["seed"],
         "device": cfg["device"],
         "train": train,
@@ -194,19 +205,36 @@ def train_settings(cfg: dict, dataset: str, method: str) -> dict:
     }
 
 
+def all_methods(cfg: dict) -> list[str]:
+    """Every experiment of the set: ``experiments.methods``, then each dataset's ``extra_methods``, once each."""
+    ex = cfg["experiments"]
+    out = list(ex["methods"])
+    for names in ex.get("extra_methods", {}).values():
+        out += [m for m in names if m not in out]
+    return out
+
+
+def dataset_methods(cfg: dict, dataset: str) -> list[str]:
+    """The experiments run on one dataset: ``experiments.methods`` plus its ``extra_methods``."""
+    ex = cfg["experiments"]
+    extra = ex.get("extra_methods", {}).get(dataset, [])
+    return list(ex["methods"]) + [m for m in extra if m not in ex["methods"]]
+
+
 def method_inference(cfg: dict) -> dict[str, list[str]]:
     """For every method of the experiment set, the inference methods run on its outputs."""
     ex = cfg["experiments"]
     spec = ex["inference"]
+    methods = all_methods(cfg)
     if isinstance(spec, list):
-        return {m: list(spec) for m in ex["methods"]}
-    unknown = [k for k in spec if k != "all" and k not in ex["methods"]]
+        return {m: list(spec) for m in methods}
+    unknown = [k for k in spec if k != "all" and k not in methods]
     if unknown:
         raise TaxonbenchError(
-            f"experiments.inference.{unknown[0]}: not among experiments.methods ({', '.join(ex['methods'])})"
+            f"experiments.inference.{unknown[0]}: not among the experiment set's methods ({', '.join(methods)})"
         )
     out = {}
-    for m in ex["methods"]:
+    for m in methods:
         names = list(spec.get("all", [])) + [i for i in spec.get(m, []) if i not in spec.get("all", [])]
         out[m] = names
     return out
@@ -215,8 +243,7 @@ def method_inference(cfg: dict) -> dict[str, list[str]]:
 def experiment_matrix(cfg: dict) -> list[tuple[str, str, str]]:
     """All (dataset, method, inference) triples the experiment set asks for."""
     pairs = method_inference(cfg)
-    return [(d, m, i) for d in cfg["experiments"]["datasets"] for m in cfg["experiments"]["methods"]
-            for i in pairs[m]]
+    return [(d, m, i) for d in cfg["experiments"]["datasets"] for m in dataset_methods(cfg, d) for i in pairs[m]]
 
 
 def inference_options(cfg: dict, inference: str) -> dict:

@@ -16,7 +16,15 @@ kind                       dim    node score p(v)                               
 ``path_sum_logits``        n − 1  σ(s_v / T), s_v = Σ_{u ∈ path(v)\\root} θ_u; T in sidecar      deep_rtc
 ``subtree_softmax_logits`` n      Σ_{u ∈ subtree(v)} softmax(θ)_u                              softmargin,
                                                                                               descendant_softmax
+``level_softmax_logits``   n − 1  softmax over the nodes at depth(v) (θ)_v; the root 1         hccf,
+                                                                                              ce_text_init_levels
 =========================  =====  ==========================================================  ==========================
+
+``level_softmax_logits`` are per-level classifiers (HCCF: image-to-text
+similarities of every level; not hierarchically consistent). Their
+bottom-up scores (:func:`bottom_up_scores`) use the leaves' logits alone:
+``q = softmax over all leaves of θ_leaf`` (the leaf level's softmax when the
+leaves share one depth), summed upwards.
 
 :func:`conditional_probs` gives p(v | parent(v)) for the kinds that have
 conditionals (used by top-down inference).
@@ -82,11 +90,11 @@ def sum_over_subtrees(values: np.ndarray, tax: Taxonomy) -> np.ndarray:
     return np.asarray((tax.ancestor_matrix.T @ values.T).T)
 
 
-def sibling_log_softmax(theta: np.ndarray, tax: Taxonomy) -> np.ndarray:
-    """``log p(v | parent(v))`` with a softmax over each sibling group; ``(B, n) -> (B, n)``, root 0."""
-    parent = tax.parent.astype(np.int64)
-    order = np.argsort(parent[1:], kind="stable") + 1  # non-root nodes grouped by parent
-    starts = np.flatnonzero(np.r_[True, np.diff(parent[order]) != 0])
+def group_log_softmax(theta: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Log-softmax of ``(B, n)`` scores within groups of non-root nodes (``group[v]`` for ``v ≥ 1``); root 0."""
+    group = np.asarray(group, dtype=np.int64)
+    order = np.argsort(group[1:], kind="stable") + 1  # non-root nodes grouped
+    starts = np.flatnonzero(np.r_[True, np.diff(group[order]) != 0])
     grouped = theta[:, order]
     group_max = np.maximum.reduceat(grouped, starts, axis=1)
     sizes = np.diff(np.r_[starts, len(order)])
@@ -95,6 +103,16 @@ def sibling_log_softmax(theta: np.ndarray, tax: Taxonomy) -> np.ndarray:
     out = np.zeros_like(theta)
     out[:, order] = shifted - np.repeat(log_norm, sizes, axis=1)
     return out
+
+
+def sibling_log_softmax(theta: np.ndarray, tax: Taxonomy) -> np.ndarray:
+    """``log p(v | parent(v))`` with a softmax over each sibling group; ``(B, n) -> (B, n)``, root 0."""
+    return group_log_softmax(theta, tax.parent)
+
+
+def level_log_softmax(theta: np.ndarray, tax: Taxonomy) -> np.ndarray:
+    """Log-softmax over the nodes of each depth; ``(B, n) -> (B, n)``, root 0."""
+    return group_log_softmax(theta, tax.depth)
 
 
 @_register("leaf_logits", _leaves)
@@ -132,15 +150,15 @@ def _subtree_rule(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.ndarra
     return sum_over_subtrees(softmax(scores, axis=1), tax)
 
 
+@_register("level_softmax_logits", _non_root)
+def _level_softmax_rule(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.ndarray:
+    return np.exp(level_log_softmax(with_root(scores), tax))
+
+
 def node_scores(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.ndarray:
     """The kind's own node scores for a batch, after checking the width."""
-    kind = KINDS.get(sidecar.get("kind", "?"))
-    expected = kind.dim(tax)
-    if scores.shape[1] != expected:
-        raise TaxonbenchError(
-            f"scores of kind {kind.name!r} must have {expected} columns for this taxonomy; got {scores.shape[1]}"
-        )
-    return kind.node_scores(scores.astype(np.float64), tax, sidecar)
+    checked = node_scores_width_checked(scores, tax, sidecar)
+    return KINDS.get(sidecar["kind"]).node_scores(checked, tax, sidecar)
 
 
 def conditional_probs(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.ndarray:
@@ -152,7 +170,7 @@ def conditional_probs(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.nd
     """
     kind = sidecar.get("kind")
     scores = scores.astype(np.float64)
-    if kind == "sibling_softmax_logits":
+    if kind in ("sibling_softmax_logits", "level_softmax_logits"):  # per-level heads: softmax over siblings
         return np.exp(sibling_log_softmax(with_root(scores), tax))
     if kind == "sibling_sigmoid_logits":
         return with_root(expit(scores), 1.0)
@@ -167,7 +185,38 @@ def conditional_probs(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.nd
 
 
 CONDITIONAL_KINDS = frozenset({"sibling_softmax_logits", "sibling_sigmoid_logits", "leaf_logits",
-                               "subtree_softmax_logits"})
+                               "subtree_softmax_logits", "level_softmax_logits"})
 
-__all__ = ["KINDS", "ScoreKind", "node_scores", "conditional_probs", "CONDITIONAL_KINDS",
-           "with_root", "sum_over_paths", "sum_over_subtrees", "sibling_log_softmax"]
+#: Kinds with a distribution over leaves to sum upwards (bottom-up inference).
+BOTTOM_UP_KINDS = frozenset({"leaf_logits", "subtree_softmax_logits", "level_softmax_logits"})
+
+
+def bottom_up_scores(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.ndarray:
+    """``p(v) = Σ_{u ∈ subtree(v)} q(u)`` (HCCF Eq. 1) with the kind's leaf (or node) softmax ``q``.
+
+    ``leaf_logits`` and ``subtree_softmax_logits``: their own rule.
+    ``level_softmax_logits``: ``q`` = softmax over the leaves' logits only.
+    """
+    kind = sidecar.get("kind")
+    if kind not in BOTTOM_UP_KINDS:
+        raise TaxonbenchError(f"scores of kind {kind!r} have no distribution over leaves to sum up")
+    if kind == "level_softmax_logits":
+        full = with_root(node_scores_width_checked(scores, tax, sidecar))
+        return _leaf_rule(full[:, tax.leaf_nodes], tax, sidecar)
+    return node_scores(scores, tax, sidecar)
+
+
+def node_scores_width_checked(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.ndarray:
+    """``scores`` as float64 after checking their width against the kind."""
+    kind = KINDS.get(sidecar.get("kind", "?"))
+    expected = kind.dim(tax)
+    if scores.shape[1] != expected:
+        raise TaxonbenchError(
+            f"scores of kind {kind.name!r} must have {expected} columns for this taxonomy; got {scores.shape[1]}"
+        )
+    return scores.astype(np.float64)
+
+
+__all__ = ["KINDS", "ScoreKind", "node_scores", "conditional_probs", "CONDITIONAL_KINDS", "BOTTOM_UP_KINDS",
+           "bottom_up_scores", "with_root", "sum_over_paths", "sum_over_subtrees", "group_log_softmax",
+           "sibling_log_softmax", "level_log_softmax"]

@@ -56,7 +56,7 @@ def build_method(meta: dict, taxonomy: Taxonomy, load_pretrained: bool = True) -
     if "preprocess" in meta:  # a saved model keeps the normalisation it was trained with
         saved = meta["preprocess"]
         preprocess = Preprocess(mean=tuple(saved["mean"]), std=tuple(saved["std"]), image_size=saved["image_size"])
-    return method_cls(backbone, taxonomy, meta.get("hparams", {})), preprocess
+    return method_cls(backbone, taxonomy, meta.get("hparams", {}), meta.get("experiment")), preprocess
 
 
 def settings_digest(settings: dict) -> str:
@@ -121,6 +121,7 @@ def train(settings: dict, shards_dir: str | os.PathLike, out_dir: str | os.PathL
     torch.manual_seed(seed)
     meta = {
         "method": settings["method"],
+        "experiment": settings.get("experiment", settings["method"]),
         "backbone": cfg["backbone"],
         "pretrained": cfg["pretrained"],
         "hparams": settings["hparams"],
@@ -170,7 +171,7 @@ def train(settings: dict, shards_dir: str | os.PathLike, out_dir: str | os.PathL
                    disable=not progress, mininterval=2.0, leave=False)
         for images, leaf in bar:
             with torch.autocast(device.type, enabled=amp):
-                outputs = model(images)
+                outputs = model.training_forward(images, leaf)
             loss = model.loss(outputs, leaf)
             if not torch.isfinite(loss):
                 raise TaxonbenchError(f"{settings['method']}: the training loss became {loss.item()} at epoch {epoch + 1}")

@@ -12,6 +12,8 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from taxonbench.errors import TaxonbenchError
 from taxonbench.inference import INFERENCE as INFERENCE_REGISTRY
 from taxonbench.params import (
+    all_methods,
+    dataset_methods,
     dataset_settings,
     inference_options,
     method_inference,
@@ -29,12 +31,15 @@ except TaxonbenchError as exc:
 
 EXPERIMENTS = PARAMS["experiments"]
 DATASETS = EXPERIMENTS["datasets"]
-METHODS = EXPERIMENTS["methods"]
+METHODS = all_methods(PARAMS)  # experiments.methods + every dataset's extra_methods
 EVAL_SPLIT = EXPERIMENTS["eval_split"]
-# fitted inference (differentiable diffusion) learns from the train split's logits
-LOGIT_SPLITS = EXPERIMENTS["logit_splits"] + (
-    ["train"] if FITTED and "train" not in EXPERIMENTS["logit_splits"] else []
-)
+
+
+def logit_splits(method):
+    """The splits dumped for a method: experiments.logit_splits, and train when a fitted inference
+    (differentiable diffusion) learns from its train-split scores."""
+    fitted = any(i in FITTED for i in PAIRS[method])
+    return EXPERIMENTS["logit_splits"] + (["train"] if fitted and "train" not in EXPERIMENTS["logit_splits"] else [])
 
 
 def _alternatives(names):
@@ -106,7 +111,7 @@ def _per_pair(pattern, datasets):
     return [
         pattern.format(dataset=d, method=m, inference=i)
         for d in datasets
-        for m in METHODS
+        for m in dataset_methods(PARAMS, d)
         for i in PAIRS[m]
     ]
 
@@ -128,12 +133,12 @@ def table_outputs():
 
 
 def logits_files():
-    return expand(
-        "results/logits/{dataset}/{method}/{split}.parquet",
-        dataset=DATASETS,
-        method=METHODS,
-        split=LOGIT_SPLITS,
-    )
+    return [
+        f"results/logits/{d}/{m}/{split}.parquet"
+        for d in DATASETS
+        for m in dataset_methods(PARAMS, d)
+        for split in logit_splits(m)
+    ]
 
 
 def get_final_outputs():

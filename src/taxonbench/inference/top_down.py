@@ -10,6 +10,8 @@ conditionals come from :func:`taxonbench.score_kinds.conditional_probs`:
 
 * ``sibling_softmax_logits`` (cond_softmax): a softmax over each sibling group;
 * ``sibling_sigmoid_logits`` (cond_sigmoid): ``σ(θ_u)``;
+* ``level_softmax_logits`` (HCCF, per-level heads): a softmax over each
+  sibling group of the level's logits;
 * ``leaf_logits`` and ``subtree_softmax_logits`` (models without conditional
   outputs): ratios of bottom-up node scores, ``p(u) / p(parent(u))``. The
   product then telescopes to ``p(v)`` itself, so for these kinds top-down

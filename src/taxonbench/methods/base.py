@@ -37,12 +37,15 @@ class Method(nn.Module):
     output_kind: ClassVar[str]  # e.g. "leaf_logits" (one logit per leaf index)
     Hparams: ClassVar[type] = NoHparams
 
-    def __init__(self, backbone: Backbone, taxonomy: Taxonomy, hparams: dict[str, Any] | None = None) -> None:
+    def __init__(self, backbone: Backbone, taxonomy: Taxonomy, hparams: dict[str, Any] | None = None,
+                 experiment: str | None = None) -> None:
         super().__init__()
         self.backbone = backbone.module
         self.num_features = backbone.num_features
         self.taxonomy = taxonomy
-        self.hparams = dataclass_from_dict(self.Hparams, hparams, where=f"methods.{self.name}")
+        #: the params block messages name: ``methods.<experiment>`` (the experiment may rename the method)
+        self.where = f"methods.{experiment or self.name}"
+        self.hparams = dataclass_from_dict(self.Hparams, hparams, where=self.where)
 
     def output_dim(self) -> int:
         """The width of the dumped outputs: what the score kind prescribes for this taxonomy."""
@@ -51,6 +54,11 @@ class Method(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """The head (a subclass sets ``self.head``) on the backbone's features."""
         return self.head(self.backbone(images))
+
+    def training_forward(self, images: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
+        """The outputs the training loss reads; the labels are given for methods that only need some
+        columns (HCCF encodes only the batch's taxa). Default: ``forward``."""
+        return self(images)
 
     def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -30,8 +30,8 @@ class CondSigmoid(Method):
     name = "cond_sigmoid"
     output_kind = "sibling_sigmoid_logits"
 
-    def __init__(self, backbone, taxonomy, hparams=None) -> None:
-        super().__init__(backbone, taxonomy, hparams)
+    def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
+        super().__init__(backbone, taxonomy, hparams, experiment)
         self.tree = TreeOps(taxonomy)
         self.head = nn.Linear(self.num_features, self.output_dim())
 

@@ -51,13 +51,13 @@ class DeepRTC(Method):
     output_kind = "path_sum_logits"
     Hparams = DeepRTCHparams
 
-    def __init__(self, backbone, taxonomy, hparams=None) -> None:
-        super().__init__(backbone, taxonomy, hparams)
+    def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
+        super().__init__(backbone, taxonomy, hparams, experiment)
         hp = self.hparams
         if not 0.0 <= hp.rho <= 1.0:
-            raise TaxonbenchError(f"methods.{self.name}.rho: must be in [0, 1], got {hp.rho!r}")
+            raise TaxonbenchError(f"{self.where}.rho: must be in [0, 1], got {hp.rho!r}")
         if not hp.temperature > 0:
-            raise TaxonbenchError(f"methods.{self.name}.temperature: must be > 0, got {hp.temperature!r}")
+            raise TaxonbenchError(f"{self.where}.temperature: must be > 0, got {hp.temperature!r}")
         self.tree = TreeOps(taxonomy)
         is_leaf = np.zeros(taxonomy.n_nodes, dtype=bool)
         is_leaf[taxonomy.leaf_nodes] = True

@@ -56,11 +56,11 @@ class DescendantSoftmax(Method):
     output_kind = "subtree_softmax_logits"
     Hparams = DescendantSoftmaxHparams
 
-    def __init__(self, backbone, taxonomy, hparams=None) -> None:
-        super().__init__(backbone, taxonomy, hparams)
+    def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
+        super().__init__(backbone, taxonomy, hparams, experiment)
         hp = self.hparams
         if hp.negatives not in _NEGATIVES:
-            raise TaxonbenchError(f"methods.{self.name}.negatives: must be one of {', '.join(_NEGATIVES)}; "
+            raise TaxonbenchError(f"{self.where}.negatives: must be one of {', '.join(_NEGATIVES)}; "
                                   f"got {hp.negatives!r}")
         self.tree = TreeOps(taxonomy)
         # ancestor_table[v, d]: the ancestor of v at depth d (v itself at its depth), -1 below v

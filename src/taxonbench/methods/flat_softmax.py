@@ -20,8 +20,8 @@ class FlatSoftmax(Method):
     name = "flat_softmax"
     output_kind = "leaf_logits"
 
-    def __init__(self, backbone, taxonomy, hparams=None) -> None:
-        super().__init__(backbone, taxonomy, hparams)
+    def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
+        super().__init__(backbone, taxonomy, hparams, experiment)
         self.head = nn.Linear(self.num_features, taxonomy.n_leaves)
 
     def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:

@@ -72,13 +72,13 @@ class HXE(Method):
     output_kind = "leaf_logits"
     Hparams = HXEHparams
 
-    def __init__(self, backbone, taxonomy, hparams=None) -> None:
-        super().__init__(backbone, taxonomy, hparams)
+    def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
+        super().__init__(backbone, taxonomy, hparams, experiment)
         hp = self.hparams
         if not (math.isfinite(hp.alpha) and hp.alpha >= 0):
-            raise TaxonbenchError(f"methods.{self.name}.alpha: must be a finite number >= 0, got {hp.alpha!r}")
+            raise TaxonbenchError(f"{self.where}.alpha: must be a finite number >= 0, got {hp.alpha!r}")
         if hp.weighting not in _WEIGHTINGS:
-            raise TaxonbenchError(f"methods.{self.name}.weighting: must be one of {', '.join(_WEIGHTINGS)}; "
+            raise TaxonbenchError(f"{self.where}.weighting: must be one of {', '.join(_WEIGHTINGS)}; "
                                   f"got {hp.weighting!r}")
         exponent = taxonomy.depth - 1.0 if hp.weighting == "depth" else node_heights(taxonomy).astype(np.float64)
         weight = np.exp(-hp.alpha * exponent)

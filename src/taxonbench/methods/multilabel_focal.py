@@ -41,13 +41,13 @@ class MultilabelFocal(Method):
     output_kind = "node_sigmoid_logits"
     Hparams = MultilabelFocalHparams
 
-    def __init__(self, backbone, taxonomy, hparams=None) -> None:
-        super().__init__(backbone, taxonomy, hparams)
+    def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
+        super().__init__(backbone, taxonomy, hparams, experiment)
         hp = self.hparams
         if not hp.gamma >= 0:
-            raise TaxonbenchError(f"methods.{self.name}.gamma: must be >= 0, got {hp.gamma!r}")
+            raise TaxonbenchError(f"{self.where}.gamma: must be >= 0, got {hp.gamma!r}")
         if not (0 <= hp.alpha <= 1 or hp.alpha == -1):
-            raise TaxonbenchError(f"methods.{self.name}.alpha: must be in [0, 1] or -1 (no weighting), "
+            raise TaxonbenchError(f"{self.where}.alpha: must be in [0, 1] or -1 (no weighting), "
                                   f"got {hp.alpha!r}")
         self.tree = TreeOps(taxonomy)
         self.head = nn.Linear(self.num_features, self.output_dim())

@@ -31,8 +31,8 @@ class PathSumSoftmax(Method):
     name = "ps_softmax"
     output_kind = "leaf_logits"
 
-    def __init__(self, backbone, taxonomy, hparams=None) -> None:
-        super().__init__(backbone, taxonomy, hparams)
+    def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
+        super().__init__(backbone, taxonomy, hparams, experiment)
         self.tree = TreeOps(taxonomy)
         self.head = nn.Linear(self.num_features, taxonomy.n_nodes - 1)  # one score per non-root node
 

@@ -53,11 +53,11 @@ class SoftLabels(Method):
     output_kind = "leaf_logits"
     Hparams = SoftLabelsHparams
 
-    def __init__(self, backbone, taxonomy, hparams=None) -> None:
-        super().__init__(backbone, taxonomy, hparams)
+    def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
+        super().__init__(backbone, taxonomy, hparams, experiment)
         beta = self.hparams.beta
         if not (math.isfinite(beta) and beta >= 0):
-            raise TaxonbenchError(f"methods.{self.name}.beta: must be a finite number >= 0, got {beta!r}")
+            raise TaxonbenchError(f"{self.where}.beta: must be a finite number >= 0, got {beta!r}")
         height = node_heights(taxonomy)
         distance = height / max(int(height[0]), 1)  # d = h / h_max, h_max = h(root)
         self.register_buffer("distance", torch.as_tensor(distance, dtype=torch.float32), persistent=False)

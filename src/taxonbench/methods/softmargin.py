@@ -41,11 +41,11 @@ class Softmargin(Method):
     output_kind = "subtree_softmax_logits"
     Hparams = SoftmarginHparams
 
-    def __init__(self, backbone, taxonomy, hparams=None) -> None:
-        super().__init__(backbone, taxonomy, hparams)
+    def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
+        super().__init__(backbone, taxonomy, hparams, experiment)
         tau = self.hparams.margin
         if not (math.isfinite(tau) and tau >= 0):
-            raise TaxonbenchError(f"methods.{self.name}.margin: must be a finite number >= 0, got {tau!r}")
+            raise TaxonbenchError(f"{self.where}.margin: must be a finite number >= 0, got {tau!r}")
         self.tree = TreeOps(taxonomy)
         self.head = nn.Linear(self.num_features, self.output_dim())
 

@@ -7,6 +7,7 @@ with a ``num_features`` attribute, plus the normalisation its weights expect
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,18 +34,31 @@ IMAGENET = Preprocess(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
 @dataclass
 class Backbone:
+    """A feature extractor, its input normalisation, and (CLIP models) the text tower trained with it."""
+
     module: nn.Module
     num_features: int
     preprocess: Preprocess
+    text: nn.Module | None = None  # taxonbench.models.clip.TextTower for open_clip models
 
 
-BackboneFactory = Callable[[str | None], Backbone]
+BackboneFactory = Callable[..., Backbone]
 BACKBONES: Registry[BackboneFactory] = Registry("backbone")
 
 
 def build_backbone(name: str, pretrained: str | None = None) -> Backbone:
-    """Build the backbone ``name``; ``pretrained`` is None (random init), a weights name, or a path."""
-    return BACKBONES.get(name)(pretrained)
+    """Build the backbone ``name``; ``pretrained`` is None (random init), a weights name, or a path.
+
+    ``name`` is a registered family (``tiny_cnn``, ``resnet50``) or
+    ``family:model`` for families that build many models (``open_clip:RN50``).
+    """
+    family, has_model, model = name.partition(":")
+    factory = BACKBONES.get(family)
+    if not has_model:
+        return factory(pretrained)
+    if "model" not in inspect.signature(factory).parameters:
+        raise TaxonbenchError(f"backbone {family!r} builds one model; write {family!r}, not {name!r}")
+    return factory(pretrained, model=model)
 
 
 class TinyCNN(nn.Module):
@@ -128,3 +142,5 @@ def _torchvision_resnet(arch: str) -> BackboneFactory:
 
 for _arch in ("resnet18", "resnet50"):
     BACKBONES.register(_arch)(_torchvision_resnet(_arch))
+
+from taxonbench.models import clip as _clip  # noqa: E402,F401  (registers the open_clip family)

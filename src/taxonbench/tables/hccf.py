@@ -10,7 +10,7 @@ baselines are evaluated with their own node scores (after Valmadre 2022):
 ``native`` inference (:mod:`taxonbench.score_kinds`); the flat softmax's own
 node scores are the bottom-up sums, so its rows use ``bottom_up``. Table 5 varies only the inference on
 one trained model (HCCF in the paper); its rows carry ``method=None`` and the
-model is a parameter of the build (default ``flat_softmax``).
+model is a parameter of the build (default ``hccf``, the paper's model).
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ HCCF_TABLE5 = register_table(
         label_column="Model",
         paper_dataset="iNat18",
         columns=HCCF_COLUMNS,
-        default_model="flat_softmax",
+        default_model="hccf",
         rows=_rows(
             ("Top-down (Redmon & Farhadi, 2017)", None, "top_down"),
             ("Advanced-top-down (Jain et al., 2023)", None, "advanced_top_down"),

@@ -1,0 +1,135 @@
+"""The cross-entropy ablations of HCCF on a CLIP visual tower (HCCF paper §4.3, Table 3).
+
+``ce_clip``
+    "CE loss baseline": flat softmax (a randomly initialised linear layer on
+    the visual embedding, cross-entropy over leaves) with a CLIP backbone.
+``ce_text_init``
+    "CE loss + text embedding": the leaf classifier is a cosine classifier
+    ``θ = s · normalize(f(I)) Wᵀ`` whose rows ``W_ℓ`` start as the unit-norm
+    CLIP text embeddings of the leaves' prompts (:mod:`taxonbench.taxon_text`);
+    ``s`` is CLIP's ``exp(logit_scale)`` at initialisation, fixed. Training
+    starts from CLIP's zero-shot classifier; cross-entropy over leaves.
+``ce_text_init_levels``
+    "CE loss + text embedding + L67 / L1234567": one such text-initialised
+    classifier per level ``d`` (over the nodes at depth ``d``), the loss the sum
+    of the per-level cross-entropies over the trained levels ``𝓛``
+    (hyper-parameter ``levels``; null = all)::
+
+        loss = Σ_{d ∈ 𝓛} −log softmax_{v : depth(v) = d}(θ)_{anc_d(y)}
+
+    The classifiers of the other levels stay at their text initialisation
+    (frozen). Outputs ``level_softmax_logits``, read as for HCCF.
+
+The text tower is used once, to initialise the classifiers; it is not trained
+and not part of the saved model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from taxonbench.methods import METHODS
+from taxonbench.methods._clip_levels import (
+    LevelLayout,
+    TextInitClassifier,
+    clip_scale,
+    prompt_embeddings,
+    resolve_levels,
+    taxon_tokens,
+    text_tower_of,
+)
+from taxonbench.methods.base import Method, loss_precision
+from taxonbench.methods.flat_softmax import FlatSoftmax
+from taxonbench.taxon_text import DEFAULT_NAMES, DEFAULT_TEMPLATE
+
+
+@METHODS.register("ce_clip")
+class CEClip(FlatSoftmax):
+    """Flat softmax on a CLIP visual tower (HCCF Table 3, "CE loss baseline")."""
+
+    name = "ce_clip"
+
+    def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
+        super().__init__(backbone, taxonomy, hparams, experiment)
+        text_tower_of(backbone, self.where)  # a CLIP backbone, or a clear error
+
+
+@dataclass(frozen=True)
+class TextInitHparams:
+    prompt_template: str = DEFAULT_TEMPLATE
+    names: str = DEFAULT_NAMES  # own | scientific | cumulative (taxonbench.taxon_text)
+
+
+@dataclass(frozen=True)
+class TextInitLevelsHparams:
+    levels: list | None = None  # trained levels (1 = top rank .. D = leaves); null = all
+    prompt_template: str = DEFAULT_TEMPLATE
+    names: str = DEFAULT_NAMES
+
+
+def node_text_embeddings(method: Method, backbone) -> tuple[torch.Tensor, float]:
+    """Unit-norm text embeddings of every node's prompt ``(n, E)`` and CLIP's scale ``exp(logit_scale)``."""
+    text = text_tower_of(backbone, method.where)
+    hp = method.hparams
+    tokens = taxon_tokens(text, method.taxonomy, hp.prompt_template, hp.names, method.where)
+    return prompt_embeddings(text, tokens), clip_scale(text)
+
+
+@METHODS.register("ce_text_init")
+class CETextInit(Method):
+    """Leaf classifier initialised from the leaves' CLIP text embeddings (HCCF Table 3)."""
+
+    name = "ce_text_init"
+    output_kind = "leaf_logits"
+    Hparams = TextInitHparams
+
+    def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
+        super().__init__(backbone, taxonomy, hparams, experiment)
+        embeddings, scale = node_text_embeddings(self, backbone)
+        self.head = TextInitClassifier(embeddings[torch.as_tensor(taxonomy.leaf_nodes)], scale)
+
+    def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(loss_precision(outputs), leaf)
+
+    def predict_leaf(self, outputs: torch.Tensor) -> torch.Tensor:
+        return outputs.argmax(dim=1)
+
+
+@METHODS.register("ce_text_init_levels")
+class CETextInitLevels(Method):
+    """One text-initialised classifier per level; cross-entropy summed over the trained levels."""
+
+    name = "ce_text_init_levels"
+    output_kind = "level_softmax_logits"
+    Hparams = TextInitLevelsHparams
+
+    def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
+        super().__init__(backbone, taxonomy, hparams, experiment)
+        self.levels = resolve_levels(self.hparams.levels, taxonomy, self.where)
+        self.layout = LevelLayout(taxonomy)
+        embeddings, scale = node_text_embeddings(self, backbone)
+        self.heads = nn.ModuleList(
+            TextInitClassifier(embeddings[self.layout.nodes(d)], scale) for d in range(1, taxonomy.max_depth + 1)
+        )
+        for d, head in enumerate(self.heads, start=1):
+            head.requires_grad_(d in self.levels)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.backbone(images)
+        parts = [head(features) for head in self.heads]
+        columns = torch.cat([self.layout.columns(d) for d in range(1, len(self.heads) + 1)])
+        out = parts[0].new_empty((len(images), self.output_dim()))
+        return out.index_copy(1, columns, torch.cat(parts, dim=1))
+
+    def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
+        theta = loss_precision(outputs)
+        total = theta.new_zeros(())
+        for d in self.levels:
+            target = self.layout.target(leaf, d)
+            if bool((target >= 0).any()):  # leaves above depth d have no label there
+                total = total + F.cross_entropy(theta[:, self.layout.columns(d)], target, ignore_index=-1)
+        return total
