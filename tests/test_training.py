@@ -1,5 +1,7 @@
 """Training: model + log written, checkpoints resume exactly, logits/inference contracts."""
 
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -137,3 +139,11 @@ def test_decoded_and_dataloader_batches_agree(toy_shards):
     (xc, yc), = aug.epoch(12, False, epoch_generator(0, 1))
     assert xc.shape == xa.shape and yc.tolist() == ya.tolist()
     assert not torch.equal(xc, xa)
+
+
+def test_training_and_logits_do_not_import_torchvision():
+    """torchvision imports torch._dynamo (seconds per job); only the DataLoader path and the focal loss use it."""
+    code = ("import sys, taxonbench.training, taxonbench.logits, taxonbench.methods; "
+            "print('torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -25,7 +25,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from torchvision import transforms as T
 
 from taxonbench.models.backbones import Preprocess
 from taxonbench.shards import ShardDataset, decode_image, read_shard, split_files
@@ -37,8 +36,14 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return gen
 
 
-def image_transform(preprocess: Preprocess, image_size: int, augment: dict | None) -> T.Compose:
-    """Per-image torchvision transform: eval (``augment=None``) or train."""
+def image_transform(preprocess: Preprocess, image_size: int, augment: dict | None):
+    """Per-image torchvision transform (a ``Compose``): eval (``augment=None``) or train.
+
+    torchvision is imported here, not at module level: importing it pulls in
+    ``torch._dynamo`` (about 3 s), which the in-memory path never needs.
+    """
+    from torchvision import transforms as T
+
     size = preprocess.image_size or image_size
     steps: list = []
     if size != image_size:

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torchvision.ops import sigmoid_focal_loss
 
 from taxonbench.errors import TaxonbenchError
 from taxonbench.methods import METHODS
@@ -53,6 +52,8 @@ class MultilabelFocal(Method):
         self.head = nn.Linear(self.num_features, self.output_dim())
 
     def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
+        from torchvision.ops import sigmoid_focal_loss  # here: importing torchvision costs seconds per job
+
         theta = loss_precision(outputs)
         targets = self.tree.on_path(leaf)[:, 1:].to(theta.dtype)  # drop the root
         per_node = sigmoid_focal_loss(theta, targets, alpha=float(self.hparams.alpha),
