@@ -1,0 +1,420 @@
+"""The iNaturalist 2018 and 2021 datasets, read from the upstream competition files.
+
+Source format (https://github.com/visipedia/inat_comp, 2018/ and 2021/
+READMEs, *Annotation Format*): COCO-style JSON files
+``{"images": [{"id", "file_name", ...}], "annotations": [{"id", "image_id",
+"category_id"}], "categories": [...], ...}``; ``file_name`` is relative to the
+dataset root.
+
+=============  ======================================  ==============================================
+``version``    annotation files under ``root``         image folders under ``root``
+=============  ======================================  ==============================================
+``2018``       ``train2018.json``, ``val2018.json``,   ``train_val2018/<super category>/<id>/*.jpg``
+               ``categories.json``
+``2021``       ``train.json``, ``val.json``            ``train/<NNNNN_Kingdom_..._epithet>/*.jpg``,
+                                                       ``val/...``
+``2021_mini``  ``train_mini.json``, ``val.json``       ``train_mini/...``, ``val/...``
+=============  ======================================  ==============================================
+
+iNat2018's own files carry obfuscated taxon names; the real ones are in
+``categories.json`` (released after the competition), whose entries carry
+``kingdom, phylum, class, order, family, genus`` and ``name`` (the species'
+binomial). iNat2021's ``categories`` entries carry the same six ranks plus
+``specific_epithet`` (and ``name``, the binomial).
+
+**Taxonomy.** A root and the seven ranks of :data:`RANKS_7`. A taxon is
+identified by its whole path from the kingdom down, so two taxa with the same
+name under different parents (e.g. the plant genus *Morus* and the bird genus
+*Morus*) are different nodes. Nodes are numbered rank by rank, each rank in
+the lexicographic order of the paths; the species are the leaves, and leaf
+``i`` is the category with the ``i``-th smallest ``id``. As everywhere in
+taxonbench a species node is named by its epithet alone (``corax``; the
+``scientific`` prompt style writes "Corvus corax"): iNat2021's
+``specific_epithet``, and for iNat2018 the ``name`` with its leading genus
+removed (the whole ``name`` when it does not start with the genus). A category
+lacking one of the rank fields is an error naming the file, the category id
+and the field. For the full iNat2021 category list (10,000 species) the node
+counts per rank must be 3 / 13 / 51 / 273 / 1103 / 4900 / 10000.
+
+**Splits.** ``train`` is the official training file (``train2018``, ``train``
+or ``train_mini``). iNaturalist publishes no test labels, so the official
+validation file is split in two: ``test`` is a seeded half of it and ``val``
+the other half, stratified by species: each species' validation images (in
+image-id order) are shuffled with a generator seeded by the dataset ``seed``,
+``floor(n/2)`` of them go to ``test`` and the rest to ``val``, except that for
+an odd ``n`` a seeded coin gives the spare image to ``test`` or ``val``. The
+split is a deterministic function of ``(seed, val file)``.
+
+**Images.** Decoded with Pillow (any mode, converted to RGB), scaled so that
+the short side is ``image_size`` (bicubic, aspect kept), then **center-cropped
+to an ``image_size`` square** (the shards store one size, so that batches
+stack without a further transform), and re-encoded as JPEG (quality 90). A
+missing or undecodable image is an error naming the file and the annotation
+id. Each row keeps its ``file_name`` in the extra ``source_path`` column.
+
+**Download.** With ``download: true`` the missing upstream archives are fetched
+into ``root`` with :func:`taxonbench.download.fetch` (verified against the
+published MD5 sums) and extracted there with
+:func:`taxonbench.download.extract`; files already in place are left alone.
+iNat2018's ``categories.json.tar.gz`` has no published checksum and is
+therefore not fetched: place ``categories.json`` in ``root`` yourself. With
+``download: false`` (the default) a missing file is an error saying which
+files to place where.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import zlib
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from taxonbench import download
+from taxonbench.datasets import DATASETS
+from taxonbench.datasets.base import DatasetAdapter, Rows
+from taxonbench.errors import TaxonbenchError
+from taxonbench.params import dataclass_from_dict
+from taxonbench.taxonomy import RANKS_7, Taxonomy
+
+SPLITS = ("train", "val", "test")
+JPEG_QUALITY = 90
+INAT21_RANK_COUNTS = (3, 13, 51, 273, 1103, 4900, 10000)
+"""Nodes per rank (kingdom ... species) of the full iNat2021 category list."""
+_BATCH = 256  # rows per yielded batch
+
+
+@dataclass(frozen=True)
+class InatOptions:
+    """The ``datasets.<name>.options`` block of a ``source: inat`` dataset."""
+
+    version: str = "2021_mini"  # "2018", "2021" or "2021_mini"
+    root: str = "data/raw/inat"  # directory holding the upstream files (layout in the module docstring)
+    image_size: int = 256  # stored image side: short side scaled to it, then center-cropped to a square
+    download: bool = False  # fetch and extract missing upstream archives into root
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What one iNat version consists of under ``root``."""
+
+    train: str  # training annotation file
+    val: str  # validation annotation file (split into val and test)
+    categories: str | None  # separate category file (iNat2018), else the train file's categories
+    species_field: str  # the category field naming the species
+    image_dirs: tuple[str, ...]  # top-level image folders
+    archives: tuple[tuple[str, str], ...]  # (download.SOURCES key, what it extracts to under root)
+
+
+VERSIONS: dict[str, Layout] = {
+    "2018": Layout(
+        train="train2018.json", val="val2018.json", categories="categories.json", species_field="name",
+        image_dirs=("train_val2018",),
+        archives=(("inat2018/categories.json.tar.gz", "categories.json"),
+                  ("inat2018/train2018.json.tar.gz", "train2018.json"),
+                  ("inat2018/val2018.json.tar.gz", "val2018.json"),
+                  ("inat2018/train_val2018.tar.gz", "train_val2018")),
+    ),
+    "2021": Layout(
+        train="train.json", val="val.json", categories=None, species_field="specific_epithet",
+        image_dirs=("train", "val"),
+        archives=(("inat2021/train.json.tar.gz", "train.json"),
+                  ("inat2021/val.json.tar.gz", "val.json"),
+                  ("inat2021/train.tar.gz", "train"),
+                  ("inat2021/val.tar.gz", "val")),
+    ),
+    "2021_mini": Layout(
+        train="train_mini.json", val="val.json", categories=None, species_field="specific_epithet",
+        image_dirs=("train_mini", "val"),
+        archives=(("inat2021/train_mini.json.tar.gz", "train_mini.json"),
+                  ("inat2021/val.json.tar.gz", "val.json"),
+                  ("inat2021/train_mini.tar.gz", "train_mini"),
+                  ("inat2021/val.tar.gz", "val")),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One annotated image: what a shard row is made from."""
+
+    image_id: int
+    annotation_id: int
+    file_name: str
+    category_id: int
+
+
+# --------------------------------------------------------------- JSON input
+def _load_json(path: Path) -> Any:
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise TaxonbenchError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _field(path: Path, obj: Any, key: str, kind: type, what: str) -> Any:
+    """``obj[key]``, checked to be a ``kind``; errors name the file and the entry."""
+    if not isinstance(obj, dict) or key not in obj:
+        raise TaxonbenchError(f"{path}: {what}: missing field {key!r}")
+    value = obj[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise TaxonbenchError(f"{path}: {what}: field {key!r} should be {kind.__name__}, got {value!r}")
+    return value
+
+
+def parse_categories(path: Path, categories: Any, species_field: str) -> list[tuple[int, tuple[str, ...]]]:
+    """``(category id, (kingdom, ..., genus, species name))`` sorted by id.
+
+    The species name is the epithet (see the module docstring). A missing or
+    empty rank field names the file, the category id and the field.
+    """
+    if not isinstance(categories, list):
+        raise TaxonbenchError(f"{path}: expected a list of categories")
+    out: dict[int, tuple[str, ...]] = {}
+    for k, cat in enumerate(categories):
+        cid = _field(path, cat, "id", int, f"category #{k}")
+        names = []
+        for field in (*RANKS_7[:-1], species_field):
+            value = cat.get(field)
+            if not isinstance(value, str) or not value.strip():
+                raise TaxonbenchError(f"{path}: category {cid}: missing field {field!r}")
+            names.append(value.strip())
+        if species_field == "name":  # iNat2018: the binomial; keep the epithet
+            genus, binomial = names[-2], names[-1]
+            if binomial.startswith(genus + " ") and binomial[len(genus) + 1:].strip():
+                names[-1] = binomial[len(genus) + 1:].strip()
+        if cid in out:
+            raise TaxonbenchError(f"{path}: category id {cid} appears twice")
+        out[cid] = tuple(names)
+    return sorted(out.items())
+
+
+def parse_records(path: Path, data: Any, category_ids: set[int]) -> list[Record]:
+    """The annotated images of one COCO-style file, sorted by image id."""
+    if not isinstance(data, dict):
+        raise TaxonbenchError(f"{path}: expected a JSON object with 'images' and 'annotations'")
+    images: dict[int, str] = {}
+    for k, img in enumerate(_field(path, data, "images", list, "top level")):
+        images[_field(path, img, "id", int, f"image #{k}")] = _field(path, img, "file_name", str, f"image #{k}")
+    records = []
+    for k, ann in enumerate(_field(path, data, "annotations", list, "top level")):
+        aid = _field(path, ann, "id", int, f"annotation #{k}")
+        image_id = _field(path, ann, "image_id", int, f"annotation {aid}")
+        category_id = _field(path, ann, "category_id", int, f"annotation {aid}")
+        if image_id not in images:
+            raise TaxonbenchError(f"{path}: annotation {aid}: image_id {image_id} is not among the images")
+        if category_id not in category_ids:
+            raise TaxonbenchError(f"{path}: annotation {aid}: category_id {category_id} is not among the categories")
+        records.append(Record(image_id, aid, images[image_id], category_id))
+    return sorted(records, key=lambda r: (r.image_id, r.annotation_id))
+
+
+def build_taxonomy(categories: list[tuple[int, tuple[str, ...]]], source: str) -> Taxonomy:
+    """Root + 7 ranks; taxa keyed by their path; leaf ``i`` = the ``i``-th category by id."""
+    paths = [names for _, names in categories]
+    node_of: dict[tuple[str, ...], int] = {(): 0}
+    parent, name, rank = [-1], ["root"], ["root"]
+    for depth in range(1, len(RANKS_7)):
+        for path in sorted({p[:depth] for p in paths}):
+            node_of[path] = len(parent)
+            parent.append(node_of[path[:-1]])
+            name.append(path[-1])
+            rank.append(RANKS_7[depth - 1])
+    for path in paths:  # species, in category-id order: childless nodes in increasing id = leaf order
+        parent.append(node_of[path[:-1]])
+        name.append(path[-1])
+        rank.append(RANKS_7[-1])
+    return Taxonomy.from_parents(parent, name=name, rank=rank, fixed_ranks=True, source=source)
+
+
+def split_val_test(records: list[Record], seed: int) -> tuple[list[Record], list[Record]]:
+    """Stratified seeded halves of the official validation records: ``(val, test)``."""
+    words = [seed, zlib.crc32(b"inat-val-test")]
+    rng = np.random.default_rng(np.random.SeedSequence(words))
+    by_category: dict[int, list[Record]] = {}
+    for r in records:  # records are in image-id order
+        by_category.setdefault(r.category_id, []).append(r)
+    val, test = [], []
+    for cid in sorted(by_category):
+        group = by_category[cid]
+        order = rng.permutation(len(group))
+        n_test = len(group) // 2 + (len(group) % 2 if rng.random() < 0.5 else 0)
+        test += [group[i] for i in order[:n_test]]
+        val += [group[i] for i in order[n_test:]]
+    key = lambda r: (r.image_id, r.annotation_id)  # noqa: E731
+    return sorted(val, key=key), sorted(test, key=key)
+
+
+# ------------------------------------------------------------------ images
+def resize_center_crop(img: Image.Image, size: int) -> Image.Image:
+    """Scale so that the short side is ``size`` (aspect kept), then crop the central square."""
+    w, h = img.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    if (nw, nh) != (w, h):
+        img = img.resize((nw, nh), Image.Resampling.BICUBIC)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+def load_image(path: Path, annotation_id: int, size: int) -> bytes:
+    """One image file as stored in the shards: RGB, ``size`` x ``size``, JPEG bytes."""
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale that is still >= size
+            rgb = img.convert("RGB")
+    except FileNotFoundError:
+        raise TaxonbenchError(f"{path}: image not found (annotation id {annotation_id})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise TaxonbenchError(f"{path}: corrupt image (annotation id {annotation_id}): {exc}") from None
+    buf = io.BytesIO()
+    resize_center_crop(rgb, size).save(buf, format="JPEG", quality=JPEG_QUALITY)
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------ adapter
+@DATASETS.register("inat")
+class INaturalist(DatasetAdapter):
+    """iNaturalist 2018 / 2021 / 2021-mini (see the module docstring)."""
+
+    def __init__(self, options: Mapping[str, Any] | None, *, name: str, seed: int) -> None:
+        super().__init__(options, name=name, seed=seed)
+        self.where = f"datasets.{name}.options"
+        if not (isinstance(options, Mapping) or options is None):
+            raise TaxonbenchError(f"{self.where}: expected a mapping, got {options!r}")
+        opts = dataclass_from_dict(InatOptions, options, where=self.where)
+        if opts.version not in VERSIONS:
+            raise TaxonbenchError(f"{self.where}.version: expected one of {', '.join(VERSIONS)}, "
+                                  f"got {opts.version!r}")
+        if opts.image_size < 8:
+            raise TaxonbenchError(f"{self.where}.image_size: expected at least 8, got {opts.image_size}")
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise TaxonbenchError(f"seed: expected a non-negative integer, got {seed!r}")
+        self.options = opts
+        self.layout = VERSIONS[opts.version]
+        self.root = Path(opts.root)
+
+    # ----------------------------------------------------------- the files
+    def _expected(self) -> str:
+        lay = self.layout
+        files = [lay.train, lay.val] + ([lay.categories] if lay.categories else [])
+        archives = ", ".join(download.SOURCES[key].filename for key, _ in lay.archives)
+        return (f"the iNaturalist {self.options.version} annotation files {', '.join(files)} and the image "
+                f"folder(s) {', '.join(d + '/' for d in lay.image_dirs)} directly under {self.root} "
+                f"(extracted from {archives}), or set {self.where}.download: true to fetch them")
+
+    def _fetch_missing(self) -> None:
+        for key, target in self.layout.archives:
+            if (self.root / target).exists():
+                continue
+            source = download.SOURCES[key]
+            if source.checksum is None:
+                raise TaxonbenchError(
+                    f"{self.root / target} not found, and the dataset authors publish no checksum for "
+                    f"{source.url}, so taxonbench does not download it unverified: fetch it yourself and "
+                    f"extract {target} into {self.root}"
+                )
+            archive = download.fetch(source, self.root)
+            download.extract(archive, self.root)
+            if not (self.root / target).exists():
+                raise TaxonbenchError(f"{archive}: extracted into {self.root}, but {self.root / target} "
+                                      f"is still missing")
+
+    @cached_property
+    def _checked_root(self) -> Path:
+        """``root``, with every expected file present (fetched first when ``download`` is on)."""
+        if self.options.download:
+            self._fetch_missing()
+        if not self.root.is_dir():
+            raise TaxonbenchError(f"{self.where}.root: {self.root} does not exist; expected {self._expected()}")
+        lay = self.layout
+        needed = [lay.train, lay.val] + ([lay.categories] if lay.categories else []) + list(lay.image_dirs)
+        missing = [n for n in needed if not (self.root / n).exists()]
+        if missing:
+            raise TaxonbenchError(f"{self.where}.root: {', '.join(str(self.root / m) for m in missing)} "
+                                  f"not found; expected {self._expected()}")
+        return self.root
+
+    @cached_property
+    def _annotations(self) -> tuple[list[tuple[int, tuple[str, ...]]], dict[str, list[Record]]]:
+        """(categories sorted by id, records per split)."""
+        root, lay = self._checked_root, self.layout
+        train_path, val_path = root / lay.train, root / lay.val
+        train = _load_json(train_path)
+        if lay.categories:
+            cat_path = root / lay.categories
+            cat_data = _load_json(cat_path)
+        else:
+            cat_path = train_path
+            cat_data = _field(train_path, train, "categories", list, "top level")
+        categories = parse_categories(cat_path, cat_data, lay.species_field)
+        ids = {cid for cid, _ in categories}
+        train_records = parse_records(train_path, train, ids)
+        del train
+        val_records = parse_records(val_path, _load_json(val_path), ids)
+        val, test = split_val_test(val_records, self.seed)
+        return categories, {"train": train_records, "val": val, "test": test}
+
+    # ------------------------------------------------------------ adapter
+    @cached_property
+    def _taxonomy(self) -> Taxonomy:
+        categories, _ = self._annotations
+        lay = self.layout
+        source = str(self._checked_root / (lay.categories or lay.train))
+        tax = build_taxonomy(categories, source)
+        if self.options.version.startswith("2021") and len(categories) == INAT21_RANK_COUNTS[-1]:
+            counts = tuple(int((tax.depth == d).sum()) for d in range(1, len(RANKS_7) + 1))
+            if counts != INAT21_RANK_COUNTS:
+                raise TaxonbenchError(
+                    f"{source}: the iNat2021 tree should have {' / '.join(map(str, INAT21_RANK_COUNTS))} "
+                    f"nodes per rank ({', '.join(RANKS_7)}), found {' / '.join(map(str, counts))}"
+                )
+        return tax
+
+    def taxonomy(self) -> Taxonomy:
+        return self._taxonomy
+
+    def splits(self) -> list[str]:
+        return list(SPLITS)
+
+    def records(self, split: str) -> list[Record]:
+        if split not in SPLITS:
+            raise TaxonbenchError(f"iNaturalist dataset {self.name!r}: no split {split!r}; "
+                                  f"splits: {', '.join(SPLITS)}")
+        return self._annotations[1][split]
+
+    def rows(self, split: str) -> Iterator[Rows]:
+        categories, _ = self._annotations
+        leaf_of = {cid: i for i, (cid, _) in enumerate(categories)}
+        records, root, size = self.records(split), self._checked_root, self.options.image_size
+        stem = Path(self.layout.train if split == "train" else self.layout.val).stem
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            for start in range(0, len(records), _BATCH):
+                batch = records[start:start + _BATCH]
+                images = list(pool.map(lambda r: load_image(root / r.file_name, r.annotation_id, size), batch))
+                yield {
+                    "id": [f"{stem}-{r.image_id}" for r in batch],
+                    "image": images,
+                    "leaf": [leaf_of[r.category_id] for r in batch],
+                    "source_path": [r.file_name for r in batch],
+                }
+
+    def info(self) -> dict:
+        return {
+            "image_size": self.options.image_size,
+            "version": self.options.version,
+            "split_counts": {s: len(self.records(s)) for s in SPLITS},
+            "test_split": "a seeded, species-stratified half of the official validation file "
+                          "(val is the other half)",
+            "options": dataclasses.asdict(self.options),
+        }
