@@ -61,3 +61,28 @@ def test_load_params_merges_and_reports_file(tmp_path):
     broken.write_text("train: [unclosed")
     with pytest.raises(TaxonbenchError, match="broken.yaml: not valid YAML"):
         load_params(broken)
+
+
+def test_variants_and_extra_methods_expand_the_matrix():
+    from taxonbench.params import all_methods, dataset_methods, experiment_matrix, method_inference
+
+    cfg = validate_params({
+        "datasets": {"a": {"source": "synthetic"}, "b": {"source": "synthetic"}},
+        "methods": {"hccf_L67": {"method": "hccf", "levels": [6, 7], "train": {"epochs": 2}}},
+        "experiments": {"datasets": ["a", "b"], "methods": ["flat_softmax"], "extra_methods": {"b": ["hccf_L67"]},
+                        "inference": {"all": ["native"], "hccf_L67": ["bottom_up"]}},
+    })
+    settings = train_settings(cfg, "b", "hccf_L67")
+    assert (settings["method"], settings["experiment"]) == ("hccf", "hccf_L67")
+    assert settings["hparams"] == {"levels": [6, 7]} and settings["train"]["epochs"] == 2
+    assert all_methods(cfg) == ["flat_softmax", "hccf_L67"]
+    assert dataset_methods(cfg, "a") == ["flat_softmax"]
+    assert method_inference(cfg)["hccf_L67"] == ["native", "bottom_up"]
+    assert experiment_matrix(cfg) == [("a", "flat_softmax", "native"), ("b", "flat_softmax", "native"),
+                                      ("b", "hccf_L67", "native"), ("b", "hccf_L67", "bottom_up")]
+
+
+def test_extra_methods_of_an_unknown_dataset_are_refused():
+    cfg = {**MINIMAL, "experiments": {**MINIMAL["experiments"], "extra_methods": {"e": ["hccf"]}}}
+    with pytest.raises(TaxonbenchError, match=r"experiments.extra_methods.e: not among experiments.datasets \(d\)"):
+        validate_params(cfg)
