@@ -5,7 +5,11 @@
   depth ``d``, 1 the top rank, ``max_depth`` the leaves; ``null`` = all);
 - :class:`LevelLayout`: where each level's nodes sit in a ``level_softmax_logits``
   vector (entry ``j`` = node ``j + 1``) and each leaf's ancestor per level;
-- :func:`prompt_embeddings`: unit-norm text embeddings of node prompts;
+- :class:`PromptHparams`, :class:`LevelPromptHparams`: the hyper-parameters
+  these methods share (prompts; prompts and trained levels);
+- :func:`encode_prompts` / :func:`prompt_embeddings`: unit-norm text embeddings
+  of node prompts, in chunks (with gradients as the caller has them / frozen);
+- :func:`place_columns`: per-level scores written into one non-root node vector;
 - :class:`TextInitClassifier`: a cosine classifier whose weights start as the
   unit-norm text embeddings of its classes (HCCF §4.3, "CE loss + text embedding").
 """
@@ -13,6 +17,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -21,8 +26,23 @@ from torch import nn
 
 from taxonbench.errors import TaxonbenchError
 from taxonbench.models.backbones import Backbone
-from taxonbench.taxon_text import node_prompts
+from taxonbench.taxon_text import DEFAULT_NAMES, DEFAULT_TEMPLATE, node_prompts
 from taxonbench.taxonomy import Taxonomy
+
+
+@dataclass(frozen=True)
+class PromptHparams:
+    """How taxa are written for the text tower (:mod:`taxonbench.taxon_text`)."""
+
+    prompt_template: str = DEFAULT_TEMPLATE
+    names: str = DEFAULT_NAMES  # own | scientific | cumulative
+
+
+@dataclass(frozen=True)
+class LevelPromptHparams(PromptHparams):
+    """Prompts, and the trained levels (1 = top rank .. D = leaves; null = all)."""
+
+    levels: list | None = None
 
 
 def text_tower_of(backbone: Backbone, where: str) -> nn.Module:
@@ -52,11 +72,6 @@ def resolve_levels(levels: Sequence[int] | None, taxonomy: Taxonomy, where: str)
     if len(set(levels)) != len(levels):
         raise TaxonbenchError(f"{where}.levels: repeated level in {list(levels)}")
     return tuple(sorted(levels))
-
-
-def level_name(levels: Sequence[int]) -> str:
-    """The papers' name of a level set: ``(6, 7)`` -> ``L67``."""
-    return "L" + "".join(str(d) for d in sorted(levels))
 
 
 class LevelLayout(nn.Module):
@@ -102,14 +117,27 @@ def taxon_tokens(text: nn.Module, taxonomy: Taxonomy, template: str, names: str,
     return text.tokenize(node_prompts(taxonomy, template, names, where))
 
 
+def encode_prompts(text: nn.Module, tokens: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+    """Unit-norm text embeddings ``(T, E)`` of token rows, ``chunk`` rows at a time."""
+    return torch.cat([text.encode(tokens[i:i + chunk], normalize=True) for i in range(0, len(tokens), chunk)])
+
+
 @torch.no_grad()
-def prompt_embeddings(text: nn.Module, tokens: torch.Tensor, batch: int = 512) -> torch.Tensor:
-    """Unit-norm text embeddings ``(T, E)`` of token rows, in eval mode, without gradients."""
+def prompt_embeddings(text: nn.Module, tokens: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+    """:func:`encode_prompts` in eval mode, without gradients, as float32 (classifier initialisation)."""
     was_training = text.training
     text.eval()
-    out = torch.cat([text.encode(tokens[i:i + batch], normalize=True) for i in range(0, len(tokens), batch)])
+    out = encode_prompts(text, tokens, chunk)
     text.train(was_training)
     return out.float()
+
+
+def place_columns(parts: Sequence[torch.Tensor], columns: Sequence[torch.Tensor], width: int,
+                  fill: float = 0.0) -> torch.Tensor:
+    """A ``(B, width)`` tensor with ``parts[k]`` in ``columns[k]`` and ``fill`` elsewhere (differentiable)."""
+    first = parts[0]
+    out = torch.full((len(first), width), fill, dtype=first.dtype, device=first.device)
+    return out.index_copy(1, torch.cat(list(columns)), torch.cat(list(parts), dim=1))
 
 
 class TextInitClassifier(nn.Module):
@@ -133,5 +161,5 @@ def clip_scale(text: nn.Module) -> float:
     return float(text.logit_scale.detach().exp())
 
 
-__all__ = ["LevelLayout", "TextInitClassifier", "clip_scale", "level_name", "prompt_embeddings", "resolve_levels",
-           "taxon_tokens", "text_tower_of"]
+__all__ = ["LevelLayout", "LevelPromptHparams", "PromptHparams", "TextInitClassifier", "clip_scale",
+           "encode_prompts", "place_columns", "prompt_embeddings", "resolve_levels", "taxon_tokens", "text_tower_of"]

@@ -26,8 +26,6 @@ and not part of the saved model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,8 +33,11 @@ from torch import nn
 from taxonbench.methods import METHODS
 from taxonbench.methods._clip_levels import (
     LevelLayout,
+    LevelPromptHparams,
+    PromptHparams,
     TextInitClassifier,
     clip_scale,
+    place_columns,
     prompt_embeddings,
     resolve_levels,
     taxon_tokens,
@@ -44,7 +45,6 @@ from taxonbench.methods._clip_levels import (
 )
 from taxonbench.methods.base import Method, loss_precision
 from taxonbench.methods.flat_softmax import FlatSoftmax
-from taxonbench.taxon_text import DEFAULT_NAMES, DEFAULT_TEMPLATE
 
 
 @METHODS.register("ce_clip")
@@ -56,19 +56,6 @@ class CEClip(FlatSoftmax):
     def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
         super().__init__(backbone, taxonomy, hparams, experiment)
         text_tower_of(backbone, self.where)  # a CLIP backbone, or a clear error
-
-
-@dataclass(frozen=True)
-class TextInitHparams:
-    prompt_template: str = DEFAULT_TEMPLATE
-    names: str = DEFAULT_NAMES  # own | scientific | cumulative (taxonbench.taxon_text)
-
-
-@dataclass(frozen=True)
-class TextInitLevelsHparams:
-    levels: list | None = None  # trained levels (1 = top rank .. D = leaves); null = all
-    prompt_template: str = DEFAULT_TEMPLATE
-    names: str = DEFAULT_NAMES
 
 
 def node_text_embeddings(method: Method, backbone) -> tuple[torch.Tensor, float]:
@@ -85,7 +72,7 @@ class CETextInit(Method):
 
     name = "ce_text_init"
     output_kind = "leaf_logits"
-    Hparams = TextInitHparams
+    Hparams = PromptHparams
 
     def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
         super().__init__(backbone, taxonomy, hparams, experiment)
@@ -105,7 +92,7 @@ class CETextInitLevels(Method):
 
     name = "ce_text_init_levels"
     output_kind = "level_softmax_logits"
-    Hparams = TextInitLevelsHparams
+    Hparams = LevelPromptHparams
 
     def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
         super().__init__(backbone, taxonomy, hparams, experiment)
@@ -120,10 +107,8 @@ class CETextInitLevels(Method):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         features = self.backbone(images)
-        parts = [head(features) for head in self.heads]
-        columns = torch.cat([self.layout.columns(d) for d in range(1, len(self.heads) + 1)])
-        out = parts[0].new_empty((len(images), self.output_dim()))
-        return out.index_copy(1, columns, torch.cat(parts, dim=1))
+        return place_columns([head(features) for head in self.heads],
+                             [self.layout.columns(d) for d in range(1, len(self.heads) + 1)], self.output_dim())
 
     def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
         theta = loss_precision(outputs)

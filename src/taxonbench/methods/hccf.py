@@ -49,19 +49,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from taxonbench.methods import METHODS
-from taxonbench.methods._clip_levels import LevelLayout, resolve_levels, taxon_tokens, text_tower_of
+from taxonbench.methods._clip_levels import (
+    LevelLayout,
+    LevelPromptHparams,
+    encode_prompts,
+    place_columns,
+    resolve_levels,
+    taxon_tokens,
+    text_tower_of,
+)
 from taxonbench.methods.base import Method, loss_precision
-from taxonbench.taxon_text import DEFAULT_NAMES, DEFAULT_TEMPLATE
 
 MAX_SCALE = 100.0  # CLIP clamps exp(logit_scale) at 100
 TEXT_CHUNK = 1024  # prompts encoded at once when scoring every node
 
 
 @dataclass(frozen=True)
-class HCCFHparams:
-    levels: list | None = None  # trained levels (1 = top rank .. D = leaves); null = all
-    prompt_template: str = DEFAULT_TEMPLATE
-    names: str = DEFAULT_NAMES  # own | scientific | cumulative (taxonbench.taxon_text)
+class HCCFHparams(LevelPromptHparams):
     train_text: bool = True  # update the text encoder too (HCCF: both encoders)
 
 
@@ -108,10 +112,10 @@ class HCCF(Method):
     def scale(self) -> torch.Tensor:
         return self.text.logit_scale.exp().clamp(max=MAX_SCALE)
 
-    def level_embeddings(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """``[f̄^d(images) for d = 1 .. D]``, each ``(B, E)`` unit-norm."""
+    def level_embeddings(self, images: torch.Tensor, levels) -> dict[int, torch.Tensor]:
+        """``{d: f̄^d(images)}`` for the given levels, each ``(B, E)`` unit-norm."""
         features = self.backbone(images)
-        return [F.normalize(head(features), dim=-1) for head in self.heads]
+        return {d: F.normalize(self.heads[d - 1](features), dim=-1) for d in levels}
 
     def encode_nodes(self, nodes: torch.Tensor) -> torch.Tensor:
         """Unit-norm text embeddings ``(len(nodes), E)`` of the nodes' prompts."""
@@ -122,8 +126,7 @@ class HCCF(Method):
         caching = not self.training and not torch.is_grad_enabled()
         if caching and self._node_text is not None:
             return self._node_text
-        nodes = torch.arange(len(self.tokens), device=self.tokens.device)
-        out = torch.cat([self.encode_nodes(nodes[i:i + TEXT_CHUNK]) for i in range(0, len(nodes), TEXT_CHUNK)])
+        out = encode_prompts(self.text, self.tokens, TEXT_CHUNK)
         if caching:
             self._node_text = out
         return out
@@ -131,12 +134,10 @@ class HCCF(Method):
     def _assemble(self, images: torch.Tensor, text: dict[int, tuple[torch.Tensor, torch.Tensor]],
                   fill: float) -> torch.Tensor:
         """``(B, n − 1)`` logits: level ``d``'s ``(nodes, text embeddings)`` scored, ``fill`` elsewhere."""
-        z = self.level_embeddings(images)
+        z = self.level_embeddings(images, text)
         scale = self.scale()
-        parts = [scale * z[d - 1] @ emb.to(z[d - 1].dtype).T for d, (_, emb) in text.items()]
-        columns = torch.cat([nodes - 1 for nodes, _ in text.values()])
-        out = torch.full((len(images), self.output_dim()), fill, dtype=parts[0].dtype, device=parts[0].device)
-        return out.index_copy(1, columns, torch.cat(parts, dim=1))
+        parts = [scale * z[d] @ emb.to(z[d].dtype).T for d, (_, emb) in text.items()]
+        return place_columns(parts, [nodes - 1 for nodes, _ in text.values()], self.output_dim(), fill)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Every node's logit ``s · f̄^d(I) · ḡ(T_v)`` (``d`` = the node's depth)."""
