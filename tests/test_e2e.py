@@ -180,3 +180,17 @@ def test_paper_scale_configs_pass_a_dry_run(tmp_path, config):
     out = proc.stdout + proc.stderr
     assert "train" in out and "tables" in out
     assert "synthetic" not in out  # the embedded default is replaced, not merged
+
+
+def test_download_rule_runs_only_for_real_datasets_that_ask_for_it(tmp_path):
+    config = yaml.safe_load((REPO / "workflow" / "configs" / "inat21_hccf.yaml").read_text())
+    dataset = next(iter(config["datasets"]))
+    config["datasets"][dataset]["options"]["download"] = True
+    (tmp_path / "download.yaml").write_text(yaml.safe_dump(config))
+    proc = _snakemake(tmp_path, "-n", "--configfile", "download.yaml", "--replace-workflow-config")
+    out = proc.stdout + proc.stderr
+    assert "rule download:" in out and f"data/raw/.downloaded/{dataset}.json" in out
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")  # the embedded default: never a download
+    proc = _snakemake(tmp_path, "-n")
+    out = proc.stdout + proc.stderr
+    assert "rule prepare:" in out and "rule download:" not in out and ".downloaded" not in out

@@ -21,7 +21,8 @@ from PIL import Image
 
 from taxonbench import download
 from taxonbench.datasets import DATASETS, prepare_dataset
-from taxonbench.datasets.inat import INAT21_RANK_COUNTS, resize_center_crop
+from taxonbench.datasets.images import resize_center_crop
+from taxonbench.datasets.inat import INAT21_RANK_COUNTS
 from taxonbench.errors import TaxonbenchError
 from taxonbench.shards import read_manifest, read_shard, split_files
 from taxonbench.taxonomy import RANKS_7, Taxonomy
@@ -226,12 +227,12 @@ def test_corrupt_image_names_file_and_annotation(inat21, tmp_path):
     assert not (tmp_path / "shards").exists()  # nothing half-prepared
 
 
-def test_missing_image_names_file_and_annotation(inat21):
+def test_missing_image_names_file_and_annotation(inat21, tmp_path):
     root, _ = inat21
     data = json.loads((root / "train_mini.json").read_text())
     (root / data["images"][0]["file_name"]).unlink()
-    with pytest.raises(TaxonbenchError, match=r"image not found \(annotation id 1\)"):
-        next(make(root).rows("train"))
+    with pytest.raises(TaxonbenchError, match=r"\(annotation id 1\): image not found"):
+        prepare_dataset(make(root), tmp_path / "shards", rows_per_shard=100)
 
 
 def test_missing_root_says_what_to_place_where(tmp_path):

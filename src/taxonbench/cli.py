@@ -35,15 +35,34 @@ def _resolve(args, resolver, *names):
     return resolver(cfg, *names)
 
 
-def cmd_prepare(args) -> None:
-    from taxonbench.datasets import DATASETS, prepare_dataset
+def _adapter(args):
+    from taxonbench.datasets import DATASETS
     from taxonbench.params import dataset_settings
 
     s = _resolve(args, dataset_settings, args.dataset)
-    adapter = DATASETS.get(s["source"])(s.get("options", {}), name=s["name"], seed=s["seed"])
-    manifest = prepare_dataset(adapter, args.out, s.get("rows_per_shard", 4096))
+    return s, DATASETS.get(s["source"])(s.get("options", {}), name=s["name"], seed=s["seed"])
+
+
+def cmd_prepare(args) -> None:
+    from taxonbench.datasets import prepare_dataset
+
+    s, adapter = _adapter(args)
+    workers = args.workers if args.workers is not None else s.get("workers", 1)
+    manifest = prepare_dataset(adapter, args.out, s.get("rows_per_shard", 4096), workers=workers,
+                               on_corrupt_image=s.get("on_corrupt_image", "stop"))
     counts = ", ".join(f"{k}: {v['rows']}" for k, v in manifest["splits"].items())
     print(f"prepared {s['name']} into {args.out}: {manifest['n_leaves']} leaves, {manifest['n_nodes']} nodes; {counts}")
+
+
+def cmd_download(args) -> None:
+    from taxonbench.io import write_json_atomic
+
+    s, adapter = _adapter(args)
+    fetched = adapter.download()
+    print(f"{s['name']}: fetched {len(fetched)} file(s); the upstream files are in place")
+    if args.done:
+        write_json_atomic(args.done, {"dataset": s["name"], "source": s["source"],
+                                      "fetched": [str(p) for p in fetched]})
 
 
 def cmd_samples_figure(args) -> None:
@@ -151,7 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="a dataset name defined in params")
     p.add_argument("--out", required=True, help="output directory, e.g. data/shards/<dataset>")
     _add_settings_args(p)
+    p.add_argument("--workers", type=int, default=None,
+                   help="image worker processes (default: the dataset's workers setting)")
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("download", help="fetch, verify and unpack a real dataset's upstream files")
+    p.add_argument("--dataset", required=True, help="a dataset name defined in params")
+    p.add_argument("--done", default=None, help="a JSON marker written when everything is in place")
+    _add_settings_args(p)
+    p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("samples-figure", help="a grid of sample images grouped by taxon")
     p.add_argument("--shards", required=True)

@@ -103,6 +103,17 @@ SOURCES: dict[str, Source] = {
 }
 
 
+@dataclass(frozen=True)
+class Fetch:
+    """One thing a dataset needs from :data:`SOURCES`: the source ``key`` and the
+    path ``target`` (relative to the dataset root) that it provides, either by
+    extracting the archive (``extract``) or as the downloaded file itself."""
+
+    key: str
+    target: str
+    extract: bool = True
+
+
 # ------------------------------------------------------------------ checking
 def file_digest(path: str | os.PathLike, algorithm: str) -> str:
     """The hex digest of a file, read in chunks."""
@@ -399,3 +410,35 @@ def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dest_dir
+
+
+def fetch_missing(fetches: list[Fetch], root: str | os.PathLike, *, progress: bool = True,
+                  allow_unverified: bool = False, opener: Callable[..., Any] = urllib.request.urlopen) -> list[Path]:
+    """Fetch (and extract) every :class:`Fetch` whose ``target`` is missing under ``root``.
+
+    Targets already present are left alone; a source without a published
+    checksum is refused unless ``allow_unverified``. The archive is kept in
+    ``root`` after extraction (delete it to save space). Returns the paths
+    fetched.
+    """
+    root = Path(root)
+    fetched = []
+    for item in fetches:
+        if item.key not in SOURCES:
+            raise TaxonbenchError(f"no download source {item.key!r}; known: {', '.join(sorted(SOURCES))}")
+        if (root / item.target).exists():
+            continue
+        source = SOURCES[item.key]
+        if source.checksum is None and not allow_unverified:
+            raise TaxonbenchError(
+                f"{root / item.target} not found, and its authors publish no checksum for {source.url}, so "
+                f"taxonbench does not download it unverified: fetch it yourself and place {item.target} under "
+                f"{root}, or set the dataset option allow_unverified: true"
+            )
+        path = fetch(source, root, progress=progress, opener=opener, allow_unverified=allow_unverified)
+        if item.extract:
+            extract(path, root)
+        if not (root / item.target).exists():
+            raise TaxonbenchError(f"{path}: fetched into {root}, but {root / item.target} is still missing")
+        fetched.append(path)
+    return fetched

@@ -172,6 +172,56 @@ class Taxonomy:
             source=source,
         )
 
+    @classmethod
+    def from_paths(
+        cls,
+        leaf_paths: Sequence[Sequence[str]],
+        ranks: Sequence[str],
+        *,
+        source: str = "<memory>",
+    ) -> Taxonomy:
+        """A tree whose taxa are identified by their whole path of names from the top rank down.
+
+        ``leaf_paths[i]`` is the path of leaf ``i`` (e.g. ``("Animalia", ...,
+        "Corvus", "corax")``); every proper prefix of a leaf path is an internal
+        node, so two taxa with the same name under different parents are
+        different nodes. ``ranks[d - 1]`` is the rank of the nodes at depth ``d``
+        (``ranks`` at least as long as the longest path). Internal nodes are
+        numbered depth by depth, each depth in the lexicographic order of the
+        paths; the leaves follow in the given order. When every path has the
+        same length the taxonomy has fixed ranks. A duplicate leaf path, or a
+        leaf path that is also the prefix of another, is an error naming it.
+        """
+        paths = [tuple(str(x) for x in p) for p in leaf_paths]
+        if not paths:
+            raise TaxonbenchError(f"{source}: no leaves")
+        longest = max(len(p) for p in paths)
+        if min(len(p) for p in paths) < 1 or len(ranks) < longest:
+            raise TaxonbenchError(f"{source}: leaf paths of 1 to {len(ranks)} names expected "
+                                  f"(ranks {', '.join(ranks)}); found lengths up to {longest}")
+        seen: set[tuple[str, ...]] = set()
+        for p in paths:
+            if p in seen:
+                raise TaxonbenchError(f"{source}: leaf {' / '.join(p)} appears twice")
+            seen.add(p)
+        prefixes = {p[:d] for p in paths for d in range(1, len(p))}
+        both = sorted(seen & prefixes)
+        if both:
+            raise TaxonbenchError(f"{source}: {' / '.join(both[0])} is a leaf and also has children")
+        node_of: dict[tuple[str, ...], int] = {(): 0}
+        parent, name, rank = [-1], ["root"], ["root"]
+        for path in sorted(prefixes, key=lambda q: (len(q), q)):
+            node_of[path] = len(parent)
+            parent.append(node_of[path[:-1]])
+            name.append(path[-1])
+            rank.append(ranks[len(path) - 1])
+        for path in paths:  # childless nodes in increasing id = leaf order
+            parent.append(node_of[path[:-1]])
+            name.append(path[-1])
+            rank.append(ranks[len(path) - 1])
+        fixed = len({len(p) for p in paths}) == 1
+        return cls.from_parents(parent, name=name, rank=rank, fixed_ranks=fixed, source=source)
+
     # ------------------------------------------------------------------- I/O
     @classmethod
     def read(cls, path: str | os.PathLike) -> Taxonomy:

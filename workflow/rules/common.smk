@@ -65,6 +65,20 @@ def model_dir(wildcards):
     return f"results/models/{wildcards.dataset}/{wildcards.method}"
 
 
+def downloads(dataset):
+    """True for a real dataset whose options ask for its upstream files to be fetched (`download: true`);
+    never for the synthetic default, whose adapter has no such option."""
+    return PARAMS["datasets"][dataset].get("options", {}).get("download") is True
+
+
+def prepare_inputs(wildcards):
+    return [f"data/raw/.downloaded/{wildcards.dataset}.json"] if downloads(wildcards.dataset) else []
+
+
+def prepare_workers(wildcards):
+    return PARAMS["datasets"][wildcards.dataset].get("workers", 1)
+
+
 def prepare_settings(wildcards):
     return json.dumps(dataset_settings(PARAMS, wildcards.dataset), sort_keys=True)
 

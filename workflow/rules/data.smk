@@ -1,4 +1,24 @@
+rule download:
+    # Only for real datasets with `download: true` (prepare_inputs); the synthetic default never asks for it.
+    output:
+        "data/raw/.downloaded/{dataset}.json",
+    params:
+        settings=prepare_settings,
+    log:
+        "logs/download/{dataset}.log",
+    conda:
+        "../../environment.yml"
+    resources:
+        runtime=24 * 60,
+        mem_mb=2000,
+    shell:
+        "taxonbench download --dataset {wildcards.dataset} --done {output}"
+        " --settings {params.settings:q} > {log} 2>&1"
+
+
 rule prepare:
+    input:
+        prepare_inputs,
     output:
         manifest="data/shards/{dataset}/manifest.json",
         taxonomy="data/shards/{dataset}/taxonomy.parquet",
@@ -9,11 +29,12 @@ rule prepare:
         "logs/prepare/{dataset}.log",
     conda:
         "../../environment.yml"
+    threads: prepare_workers
     resources:
         runtime=60,
         mem_mb=4000,
     shell:
-        "taxonbench prepare --dataset {wildcards.dataset} --out {params.out}"
+        "taxonbench prepare --dataset {wildcards.dataset} --out {params.out} --workers {threads}"
         " --settings {params.settings:q} > {log} 2>&1"
 
 

@@ -64,43 +64,27 @@ files to place where.
 
 from __future__ import annotations
 
-import dataclasses
-import io
 import json
-import os
 import zlib
-from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from taxonbench import download
 from taxonbench.datasets import DATASETS
-from taxonbench.datasets.base import DatasetAdapter, Rows
+from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows
+from taxonbench.datasets.images import ImageFile
 from taxonbench.errors import TaxonbenchError
-from taxonbench.params import dataclass_from_dict
 from taxonbench.taxonomy import RANKS_7, Taxonomy
 
 SPLITS = ("train", "val", "test")
-JPEG_QUALITY = 90
 INAT21_RANK_COUNTS = (3, 13, 51, 273, 1103, 4900, 10000)
 """Nodes per rank (kingdom ... species) of the full iNat2021 category list."""
 _BATCH = 256  # rows per yielded batch
-
-
-@dataclass(frozen=True)
-class InatOptions:
-    """The ``datasets.<name>.options`` block of a ``source: inat`` dataset."""
-
-    version: str = "2021_mini"  # "2018", "2021" or "2021_mini"
-    root: str = "data/raw/inat"  # directory holding the upstream files (layout in the module docstring)
-    image_size: int = 256  # stored image side: short side scaled to it, then center-cropped to a square
-    download: bool = False  # fetch and extract missing upstream archives into root
 
 
 @dataclass(frozen=True)
@@ -219,24 +203,6 @@ def parse_records(path: Path, data: Any, category_ids: set[int]) -> list[Record]
     return sorted(records, key=lambda r: (r.image_id, r.annotation_id))
 
 
-def build_taxonomy(categories: list[tuple[int, tuple[str, ...]]], source: str) -> Taxonomy:
-    """Root + 7 ranks; taxa keyed by their path; leaf ``i`` = the ``i``-th category by id."""
-    paths = [names for _, names in categories]
-    node_of: dict[tuple[str, ...], int] = {(): 0}
-    parent, name, rank = [-1], ["root"], ["root"]
-    for depth in range(1, len(RANKS_7)):
-        for path in sorted({p[:depth] for p in paths}):
-            node_of[path] = len(parent)
-            parent.append(node_of[path[:-1]])
-            name.append(path[-1])
-            rank.append(RANKS_7[depth - 1])
-    for path in paths:  # species, in category-id order: childless nodes in increasing id = leaf order
-        parent.append(node_of[path[:-1]])
-        name.append(path[-1])
-        rank.append(RANKS_7[-1])
-    return Taxonomy.from_parents(parent, name=name, rank=rank, fixed_ranks=True, source=source)
-
-
 def split_val_test(records: list[Record], seed: int) -> tuple[list[Record], list[Record]]:
     """Stratified seeded halves of the official validation records: ``(val, test)``."""
     words = [seed, zlib.crc32(b"inat-val-test")]
@@ -255,100 +221,40 @@ def split_val_test(records: list[Record], seed: int) -> tuple[list[Record], list
     return sorted(val, key=key), sorted(test, key=key)
 
 
-# ------------------------------------------------------------------ images
-def resize_center_crop(img: Image.Image, size: int) -> Image.Image:
-    """Scale so that the short side is ``size`` (aspect kept), then crop the central square."""
-    w, h = img.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    if (nw, nh) != (w, h):
-        img = img.resize((nw, nh), Image.Resampling.BICUBIC)
-    left, top = (nw - size) // 2, (nh - size) // 2
-    return img.crop((left, top, left + size, top + size))
-
-
-def load_image(path: Path, annotation_id: int, size: int) -> bytes:
-    """One image file as stored in the shards: RGB, ``size`` x ``size``, JPEG bytes."""
-    try:
-        with Image.open(path) as img:
-            img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale that is still >= size
-            rgb = img.convert("RGB")
-    except FileNotFoundError:
-        raise TaxonbenchError(f"{path}: image not found (annotation id {annotation_id})") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise TaxonbenchError(f"{path}: corrupt image (annotation id {annotation_id}): {exc}") from None
-    buf = io.BytesIO()
-    resize_center_crop(rgb, size).save(buf, format="JPEG", quality=JPEG_QUALITY)
-    return buf.getvalue()
-
-
 # ------------------------------------------------------------------ adapter
+@dataclass(frozen=True)
+class InatOptions(FileOptions):
+    """The ``datasets.<name>.options`` block of a ``source: inat`` dataset."""
+
+    root: str = "data/raw/inat"
+    version: str = "2021_mini"  # "2018", "2021" or "2021_mini"
+
+
 @DATASETS.register("inat")
-class INaturalist(DatasetAdapter):
+class INaturalist(FileDatasetAdapter):
     """iNaturalist 2018 / 2021 / 2021-mini (see the module docstring)."""
 
-    def __init__(self, options: Mapping[str, Any] | None, *, name: str, seed: int) -> None:
-        super().__init__(options, name=name, seed=seed)
-        self.where = f"datasets.{name}.options"
-        if not (isinstance(options, Mapping) or options is None):
-            raise TaxonbenchError(f"{self.where}: expected a mapping, got {options!r}")
-        opts = dataclass_from_dict(InatOptions, options, where=self.where)
-        if opts.version not in VERSIONS:
+    Options = InatOptions
+    label = "iNaturalist"
+
+    def validate_options(self) -> None:
+        if self.options.version not in VERSIONS:
             raise TaxonbenchError(f"{self.where}.version: expected one of {', '.join(VERSIONS)}, "
-                                  f"got {opts.version!r}")
-        if opts.image_size < 8:
-            raise TaxonbenchError(f"{self.where}.image_size: expected at least 8, got {opts.image_size}")
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise TaxonbenchError(f"seed: expected a non-negative integer, got {seed!r}")
-        self.options = opts
-        self.layout = VERSIONS[opts.version]
-        self.root = Path(opts.root)
+                                  f"got {self.options.version!r}")
+        self.layout = VERSIONS[self.options.version]
+        self.label = f"iNaturalist {self.options.version}"
 
-    # ----------------------------------------------------------- the files
-    def _expected(self) -> str:
+    def required(self) -> list[str]:
         lay = self.layout
-        files = [lay.train, lay.val] + ([lay.categories] if lay.categories else [])
-        archives = ", ".join(download.SOURCES[key].filename for key, _ in lay.archives)
-        return (f"the iNaturalist {self.options.version} annotation files {', '.join(files)} and the image "
-                f"folder(s) {', '.join(d + '/' for d in lay.image_dirs)} directly under {self.root} "
-                f"(extracted from {archives}), or set {self.where}.download: true to fetch them")
+        return [lay.train, lay.val] + ([lay.categories] if lay.categories else []) + [d + "/" for d in lay.image_dirs]
 
-    def _fetch_missing(self) -> None:
-        for key, target in self.layout.archives:
-            if (self.root / target).exists():
-                continue
-            source = download.SOURCES[key]
-            if source.checksum is None:
-                raise TaxonbenchError(
-                    f"{self.root / target} not found, and the dataset authors publish no checksum for "
-                    f"{source.url}, so taxonbench does not download it unverified: fetch it yourself and "
-                    f"extract {target} into {self.root}"
-                )
-            archive = download.fetch(source, self.root)
-            download.extract(archive, self.root)
-            if not (self.root / target).exists():
-                raise TaxonbenchError(f"{archive}: extracted into {self.root}, but {self.root / target} "
-                                      f"is still missing")
-
-    @cached_property
-    def _checked_root(self) -> Path:
-        """``root``, with every expected file present (fetched first when ``download`` is on)."""
-        if self.options.download:
-            self._fetch_missing()
-        if not self.root.is_dir():
-            raise TaxonbenchError(f"{self.where}.root: {self.root} does not exist; expected {self._expected()}")
-        lay = self.layout
-        needed = [lay.train, lay.val] + ([lay.categories] if lay.categories else []) + list(lay.image_dirs)
-        missing = [n for n in needed if not (self.root / n).exists()]
-        if missing:
-            raise TaxonbenchError(f"{self.where}.root: {', '.join(str(self.root / m) for m in missing)} "
-                                  f"not found; expected {self._expected()}")
-        return self.root
+    def fetches(self) -> list[download.Fetch]:
+        return [download.Fetch(key, target) for key, target in self.layout.archives]
 
     @cached_property
     def _annotations(self) -> tuple[list[tuple[int, tuple[str, ...]]], dict[str, list[Record]]]:
         """(categories sorted by id, records per split)."""
-        root, lay = self._checked_root, self.layout
+        root, lay = self.files, self.layout
         train_path, val_path = root / lay.train, root / lay.val
         train = _load_json(train_path)
         if lay.categories:
@@ -370,8 +276,8 @@ class INaturalist(DatasetAdapter):
     def _taxonomy(self) -> Taxonomy:
         categories, _ = self._annotations
         lay = self.layout
-        source = str(self._checked_root / (lay.categories or lay.train))
-        tax = build_taxonomy(categories, source)
+        source = str(self.files / (lay.categories or lay.train))
+        tax = Taxonomy.from_paths([names for _, names in categories], RANKS_7, source=source)
         if self.options.version.startswith("2021") and len(categories) == INAT21_RANK_COUNTS[-1]:
             counts = tuple(int((tax.depth == d).sum()) for d in range(1, len(RANKS_7) + 1))
             if counts != INAT21_RANK_COUNTS:
@@ -396,25 +302,22 @@ class INaturalist(DatasetAdapter):
     def rows(self, split: str) -> Iterator[Rows]:
         categories, _ = self._annotations
         leaf_of = {cid: i for i, (cid, _) in enumerate(categories)}
-        records, root, size = self.records(split), self._checked_root, self.options.image_size
+        records, root = self.records(split), self.files
         stem = Path(self.layout.train if split == "train" else self.layout.val).stem
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            for start in range(0, len(records), _BATCH):
-                batch = records[start:start + _BATCH]
-                images = list(pool.map(lambda r: load_image(root / r.file_name, r.annotation_id, size), batch))
-                yield {
-                    "id": [f"{stem}-{r.image_id}" for r in batch],
-                    "image": images,
-                    "leaf": [leaf_of[r.category_id] for r in batch],
-                    "source_path": [r.file_name for r in batch],
-                }
+        for start in range(0, len(records), _BATCH):
+            batch = records[start:start + _BATCH]
+            yield {
+                "id": [f"{stem}-{r.image_id}" for r in batch],
+                "image": [ImageFile(str(root / r.file_name), f"annotation id {r.annotation_id}") for r in batch],
+                "leaf": [leaf_of[r.category_id] for r in batch],
+                "source_path": [r.file_name for r in batch],
+            }
 
     def info(self) -> dict:
         return {
-            "image_size": self.options.image_size,
+            **super().info(),
             "version": self.options.version,
             "split_counts": {s: len(self.records(s)) for s in SPLITS},
             "test_split": "a seeded, species-stratified half of the official validation file "
                           "(val is the other half)",
-            "options": dataclasses.asdict(self.options),
         }
