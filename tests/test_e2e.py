@@ -173,7 +173,7 @@ def test_snakemake_tiny_hccf_family(tmp_path):
     assert rows == ["CE loss + text embedding", "CL + text encoder + L1234567 (HCCF)"]
 
 
-@pytest.mark.parametrize("config", ["inat18_hccf.yaml", "inat21_hccf.yaml"])
+@pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "workflow" / "configs").glob("*.yaml")))
 def test_paper_scale_configs_pass_a_dry_run(tmp_path, config):
     proc = _snakemake(tmp_path, "-n", "--configfile", str(REPO / "workflow" / "configs" / config),
                       "--replace-workflow-config")

@@ -100,6 +100,10 @@ SOURCES: dict[str, Source] = {
         f"{_S3}/2021/val.tar.gz", "f6f6e0e242e3d4c9569ba56400938afc", "val.tar.gz", "md5"),
     "inat2021/val.json.tar.gz": Source(
         f"{_S3}/2021/val.json.tar.gz", "4d761e0f6a86cc63e8f7afc91f6a8f0b", "val.json.tar.gz", "md5"),
+    # --- CIFAR-10 / CIFAR-100 / Fashion-MNIST
+    # --- ETHEC / DeepFashion In-Shop / ModelNet40
+    # --- ImageNet
+    # --- TreeOfLife-10M / Rare Species / CrypticBio
 }
 
 
