@@ -147,3 +147,26 @@ def test_training_and_logits_do_not_import_torchvision():
             "print('torchvision' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_block_shuffled_order_visits_shards_in_blocks():
+    from taxonbench.batches import block_shuffled_order, epoch_generator
+
+    offsets = np.array([0, 5, 12, 20, 21, 30, 37, 44])  # 7 shards of uneven sizes
+    order = block_shuffled_order(offsets, 3, epoch_generator(0, 0))
+    assert sorted(order) == list(range(44))  # every row once
+    assert order == block_shuffled_order(offsets, 3, epoch_generator(0, 0))  # a function of (seed, epoch)
+    assert order != block_shuffled_order(offsets, 3, epoch_generator(0, 1))
+    shard_of = (np.searchsorted(offsets, order, side="right") - 1).tolist()
+    blocks, rest = [], shard_of
+    while rest:  # cut the order into runs of at most 3 distinct shards
+        shards: set[int] = set()
+        n = 0
+        while n < len(rest) and (rest[n] in shards or len(shards) < 3):
+            shards.add(rest[n])
+            n += 1
+        assert n == sum(int(offsets[k + 1] - offsets[k]) for k in shards), "a block holds all rows of its shards"
+        blocks.append(shards)
+        rest = rest[n:]
+    assert len(blocks) == 3 and sorted(k for b in blocks for k in b) == list(range(7))
+    assert sum(a != b for a, b in zip(shard_of, shard_of[1:])) > 6  # rows interleaved within a block

@@ -107,8 +107,31 @@ class DecodedBatches:
             yield (x - self.mean) / self.std, self.leaves[idx].to(self.device, non_blocking=True)
 
 
+def block_shuffled_order(offsets: np.ndarray, block_shards: int, gen: torch.Generator) -> list[int]:
+    """A shuffled order of all rows that visits the shards in blocks.
+
+    ``offsets[k]`` is the first row of shard ``k`` (``offsets[-1]`` the total).
+    The shards are permuted, cut into blocks of ``block_shards`` consecutive
+    ones, and the rows of each block are permuted. A reader caching
+    ``block_shards`` shards then reads every shard once per epoch, where a
+    uniform permutation of all rows would read a whole shard for almost every
+    row of a split spanning many shards (iNat: thousands).
+    """
+    n_shards = len(offsets) - 1
+    shard_order = torch.randperm(n_shards, generator=gen).tolist()
+    order: list[int] = []
+    for b in range(0, n_shards, block_shards):
+        rows = np.concatenate([np.arange(offsets[k], offsets[k + 1]) for k in shard_order[b:b + block_shards]])
+        order += rows[torch.randperm(len(rows), generator=gen).numpy()].tolist()
+    return order
+
+
 class LoaderBatches:
-    """A DataLoader over the shards with per-image torchvision transforms."""
+    """A DataLoader over the shards with per-image torchvision transforms.
+
+    Training order: :func:`block_shuffled_order` with blocks of the dataset's
+    shard cache size (each worker process keeps that many decoded shards).
+    """
 
     def __init__(self, shards_dir: str | os.PathLike, split: str, preprocess: Preprocess, image_size: int,
                  augment: dict | None, device: torch.device, num_workers: int) -> None:
@@ -121,8 +144,10 @@ class LoaderBatches:
 
     def epoch(self, batch_size: int, shuffle: bool, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))  # in-process transforms
-        loader = DataLoader(self.dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                            generator=gen, pin_memory=self.device.type == "cuda")
+        order = (block_shuffled_order(self.dataset.index.offsets, self.dataset.cache_shards, gen) if shuffle
+                 else range(len(self.dataset)))
+        loader = DataLoader(self.dataset, batch_size=batch_size, sampler=order, num_workers=self.num_workers,
+                            pin_memory=self.device.type == "cuda", persistent_workers=False)
         for images, leaf in loader:
             yield images.to(self.device, non_blocking=True), leaf.to(self.device, non_blocking=True)
 

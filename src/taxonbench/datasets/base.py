@@ -48,8 +48,6 @@ class DatasetAdapter(abc.ABC):
     validates it (unknown keys and wrong types are errors naming the key).
     """
 
-    downloadable: ClassVar[bool] = False  # True: `taxonbench download` can fetch its upstream files
-
     def __init__(self, options: Mapping[str, Any] | None, *, name: str, seed: int) -> None:
         self.name = name
         self.seed = seed
@@ -98,7 +96,6 @@ class FileDatasetAdapter(DatasetAdapter):
     """
 
     Options: ClassVar[type[FileOptions]] = FileOptions
-    downloadable = True
     label: ClassVar[str] = "dataset"  # a human name for messages, e.g. "CIFAR-100"
 
     def __init__(self, options: Mapping[str, Any] | None, *, name: str, seed: int) -> None:
