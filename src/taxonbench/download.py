@@ -101,7 +101,38 @@ SOURCES: dict[str, Source] = {
     "inat2021/val.json.tar.gz": Source(
         f"{_S3}/2021/val.json.tar.gz", "4d761e0f6a86cc63e8f7afc91f6a8f0b", "val.json.tar.gz", "md5"),
     # --- CIFAR-10 / CIFAR-100 / Fashion-MNIST
+    # CIFAR binary versions: MD5 sums from the table on https://www.cs.toronto.edu/~kriz/cifar.html
+    # ("Version | Size | md5sum"; the page gives sizes only as 162 MB / 161 MB, so no exact size here).
+    "cifar10/cifar-10-binary.tar.gz": Source(
+        "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530",
+        "cifar-10-binary.tar.gz", "md5"),
+    "cifar100/cifar-100-binary.tar.gz": Source(
+        "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz", "03b5dce01913d631647c71ecec9e9cb8",
+        "cifar-100-binary.tar.gz", "md5"),
+    # Fashion-MNIST: links and MD5 sums from the "Get the Data" table of
+    # https://github.com/zalandoresearch/fashion-mnist/blob/master/README.md (the S3 website serves http only).
+    "fashion_mnist/train-images-idx3-ubyte.gz": Source(
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/train-images-idx3-ubyte.gz",
+        "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "train-images-idx3-ubyte.gz", "md5"),
+    "fashion_mnist/train-labels-idx1-ubyte.gz": Source(
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/train-labels-idx1-ubyte.gz",
+        "25c81989df183df01b3e8a0aad5dffbe", "train-labels-idx1-ubyte.gz", "md5"),
+    "fashion_mnist/t10k-images-idx3-ubyte.gz": Source(
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/t10k-images-idx3-ubyte.gz",
+        "bef4ecab320f06d8554ea6380940ec79", "t10k-images-idx3-ubyte.gz", "md5"),
+    "fashion_mnist/t10k-labels-idx1-ubyte.gz": Source(
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/t10k-labels-idx1-ubyte.gz",
+        "bb300cfdad3c16e7a12a480ee83cd310", "t10k-labels-idx1-ubyte.gz", "md5"),
     # --- ETHEC / DeepFashion In-Shop / ModelNet40
+    # ETHEC v0.2 in the ETH Research Collection (handle 20.500.11850/365379); the record page publishes no
+    # checksum that taxonbench could check, so it needs allow_unverified. v0.1 (the thesis') is manual.
+    "ethec/ETHEC_dataset_v0.2.zip": Source(
+        "https://www.research-collection.ethz.ch/bitstream/handle/20.500.11850/365379/"
+        "ETHEC_dataset_v0.2.zip?sequence=6&isAllowed=y", None, "ETHEC_dataset_v0.2.zip", "md5"),
+    # ModelNet40 12-view shaded renders of "A Deeper Look at 3D Shape Classifiers" (jongchyisu/mvcnn_pytorch
+    # README, "Shaded Images"); no checksum is published. DeepFashion In-Shop is on Google Drive: manual.
+    "modelnet40/shaded_images.tar.gz": Source(
+        "http://supermoe.cs.umass.edu/shape_recog/shaded_images.tar.gz", None, "shaded_images.tar.gz", "md5"),
     # --- ImageNet
     # --- TreeOfLife-10M / Rare Species / CrypticBio
 }
