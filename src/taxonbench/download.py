@@ -135,6 +135,15 @@ SOURCES: dict[str, Source] = {
         "http://supermoe.cs.umass.edu/shape_recog/shaded_images.tar.gz", None, "shaded_images.tar.gz", "md5"),
     # --- ImageNet
     # --- TreeOfLife-10M / Rare Species / CrypticBio
+    # Hugging Face hub files. The hub lists a SHA-256 for each LFS file but no digest was readable
+    # offline and the dataset cards publish none: checksum None (needs allow_unverified: true).
+    # TreeOfLife-10M's webdataset shards are built locally (datasets/treeoflife.py), so none here.
+    "rare_species/metadata.csv": Source(
+        "https://huggingface.co/datasets/imageomics/rare-species/resolve/main/metadata.csv", None, "metadata.csv"),
+    **{f"crypticbio/CrypticBio-{subset}.csv": Source(
+        f"https://huggingface.co/datasets/gmanolache/CrypticBio/resolve/main/CrypticBio-Benchmark/"
+        f"CrypticBio-{subset}.csv", None, f"CrypticBio-{subset}.csv")
+       for subset in ("Common", "CommonUnseen", "Endangered", "Invasive")},
 }
 
 
