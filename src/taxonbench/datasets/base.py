@@ -206,8 +206,8 @@ def prepare_dataset(adapter: DatasetAdapter, out_dir: str | os.PathLike, rows_pe
         taxonomy.write(tmp / TAXONOMY)
 
         def encoded(split: str) -> Iterator[dict]:
-            for batch in adapter.rows(split):
-                yield _filter_corrupt(batch, encoder.encode(batch["image"]), split, on_corrupt_image, skipped)
+            for batch, images in encoder.encode_batches(adapter.rows(split)):
+                yield _filter_corrupt(batch, images, split, on_corrupt_image, skipped)
 
         splits = {split: write_split(tmp, split, encoded(split), rows_per_shard) for split in adapter.splits()}
         counts = {split: sum(1 for s in skipped if s["split"] == split) for split in splits}

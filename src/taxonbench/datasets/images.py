@@ -22,8 +22,10 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,14 +109,19 @@ class CorruptImage:
 
 
 def resize_center_crop(img: Image.Image, size: int) -> Image.Image:
-    """Scale so that the short side is ``size`` (aspect kept), then crop the central square."""
+    """The central square of side ``min(w, h)`` scaled to ``size`` x ``size`` (bicubic).
+
+    The same picture as scaling the short side to ``size`` and cropping the
+    central square, computed in one resampling pass over the kept region only
+    (Pillow's ``resize(box=...)``): no pixel of the cropped-away margins is
+    interpolated.
+    """
     w, h = img.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    if (nw, nh) != (w, h):
-        img = img.resize((nw, nh), Image.Resampling.BICUBIC)
-    left, top = (nw - size) // 2, (nh - size) // 2
-    return img.crop((left, top, left + size, top + size))
+    side = min(w, h)
+    if (w, h) == (size, size):
+        return img
+    left, top = (w - side) / 2, (h - side) / 2
+    return img.resize((size, size), Image.Resampling.BICUBIC, box=(left, top, left + side, top + side))
 
 
 def conform(img: Image.Image, fmt: ImageFormat) -> bytes:
@@ -146,29 +153,40 @@ def encode(source: ImageSource, fmt: ImageFormat) -> bytes | CorruptImage:
         return CorruptImage(source.describe(), f"{type(exc).__name__}: {exc}")
 
 
-def _encode_pair(args: tuple[ImageSource, ImageFormat]) -> bytes | CorruptImage:
-    return encode(*args)
+def _encode_chunk(sources: list[ImageSource], fmt: ImageFormat) -> list[bytes | CorruptImage]:
+    return [encode(source, fmt) for source in sources]
+
+
+def _start_method() -> str:
+    """``fork`` where the platform has it (workers start in milliseconds and re-import nothing; the
+    pool is started before any other thread of ``prepare``), else ``forkserver``/``spawn``."""
+    methods = multiprocessing.get_all_start_methods()
+    return "fork" if "fork" in methods and sys.platform.startswith("linux") else methods[0]
 
 
 class ImageEncoder:
-    """Encodes batches of image sources in ``workers`` processes (1: in this process).
+    """Encodes image sources in ``workers`` processes (1: in this process).
 
-    Use as a context manager; the pool lives for the whole ``prepare``. Results
-    keep the input order, so shards are identical whatever ``workers`` is.
-    Workers are started with ``forkserver`` (no fork of a process that may
-    hold threads).
+    Use as a context manager; the pool lives for the whole ``prepare``.
+    :meth:`encode_batches` keeps up to :attr:`AHEAD` batches in flight, so the
+    workers decode the next batches while this process writes shards. Results
+    keep the input order: shards are identical whatever ``workers`` is.
     """
+
+    AHEAD = 3  # batches submitted ahead of the one being written
+    CHUNK = 16  # sources per task sent to a worker
 
     def __init__(self, fmt: ImageFormat, workers: int = 1) -> None:
         if workers < 1:
             raise TaxonbenchError(f"workers: expected at least 1, got {workers}")
         self.fmt = fmt
         self.workers = workers
-        self._pool: Executor | None = None
+        self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> ImageEncoder:
         if self.workers > 1:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("forkserver"))
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(_start_method()))
+            self._pool.submit(int).result()  # start the workers now, before prepare does anything else
         return self
 
     def __exit__(self, *exc) -> None:
@@ -176,21 +194,45 @@ class ImageEncoder:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
 
-    def encode(self, sources: Sequence[ImageSource]) -> list[bytes | CorruptImage]:
-        """Encode a batch; already-encoded ``bytes`` pass through unchanged."""
-        todo = [i for i, s in enumerate(sources) if not isinstance(s, (bytes, bytearray))]
-        out: list = list(sources)
-        if not todo:
-            return out
-        jobs = [(sources[i], self.fmt) for i in todo]
+    def _submit(self, images: Sequence) -> Callable[[], list[bytes | CorruptImage]]:
+        """Start encoding one batch; the returned callable waits for its results.
+
+        Already-encoded ``bytes`` pass through unchanged.
+        """
+        todo = [i for i, s in enumerate(images) if not isinstance(s, (bytes, bytearray))]
+        sources = [images[i] for i in todo]
         if self._pool is None:
-            results: Iterator = map(_encode_pair, jobs)
+            def run() -> list:
+                return _encode_chunk(sources, self.fmt)
         else:
-            chunk = max(1, min(32, len(jobs) // (4 * self.workers)))
-            results = self._pool.map(_encode_pair, jobs, chunksize=chunk)
-        for i, result in zip(todo, results):
-            out[i] = result
-        return out
+            futures = [self._pool.submit(_encode_chunk, sources[k:k + self.CHUNK], self.fmt)
+                       for k in range(0, len(sources), self.CHUNK)]
+
+            def run() -> list:
+                return [r for f in futures for r in f.result()]
+
+        def results() -> list:
+            out = list(images)
+            for i, result in zip(todo, run()):
+                out[i] = result
+            return out
+        return results
+
+    def encode(self, images: Sequence) -> list[bytes | CorruptImage]:
+        """Encode one batch of sources."""
+        return self._submit(images)()
+
+    def encode_batches(self, batches: Iterable[Mapping[str, Sequence]]) -> Iterator[tuple[Mapping, list]]:
+        """``(batch, encoded images)`` for each row batch, in order, encoding ahead."""
+        pending: deque = deque()
+        for batch in batches:
+            pending.append((batch, self._submit(batch["image"])))
+            if len(pending) > self.AHEAD:
+                done, results = pending.popleft()
+                yield done, results()
+        while pending:
+            done, results = pending.popleft()
+            yield done, results()
 
 
 def default_workers() -> int:
