@@ -45,19 +45,21 @@ image-id order) are shuffled with a generator seeded by the dataset ``seed``,
 an odd ``n`` a seeded coin gives the spare image to ``test`` or ``val``. The
 split is a deterministic function of ``(seed, val file)``.
 
-**Images.** Decoded with Pillow (any mode, converted to RGB), scaled so that
-the short side is ``image_size`` (bicubic, aspect kept), then **center-cropped
-to an ``image_size`` square** (the shards store one size, so that batches
-stack without a further transform), and re-encoded as JPEG (quality 90). A
-missing or undecodable image is an error naming the file and the annotation
-id. Each row keeps its ``file_name`` in the extra ``source_path`` column.
+**Images.** The stored form of :mod:`taxonbench.datasets.images`: RGB, the
+central square scaled to ``image_size`` (the same picture as scaling the short
+side and center-cropping), JPEG quality 90, decoded and resized in the
+dataset's ``workers`` processes. A missing image is an error naming the file
+and the annotation id; an undecodable one stops the run the same way, or with
+``on_corrupt_image: skip`` is left out and listed. Each row keeps its
+``file_name`` in the extra ``source_path`` column.
 
 **Download.** With ``download: true`` the missing upstream archives are fetched
 into ``root`` with :func:`taxonbench.download.fetch` (verified against the
 published MD5 sums) and extracted there with
 :func:`taxonbench.download.extract`; files already in place are left alone.
 iNat2018's ``categories.json.tar.gz`` has no published checksum and is
-therefore not fetched: place ``categories.json`` in ``root`` yourself. With
+therefore not fetched unless ``allow_unverified: true``: otherwise place
+``categories.json`` in ``root`` yourself. With
 ``download: false`` (the default) a missing file is an error saying which
 files to place where.
 """
