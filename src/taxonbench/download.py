@@ -134,6 +134,19 @@ SOURCES: dict[str, Source] = {
     "modelnet40/shaded_images.tar.gz": Source(
         "http://supermoe.cs.umass.edu/shape_recog/shaded_images.tar.gz", None, "shaded_images.tar.gz", "md5"),
     # --- ImageNet
+    # ILSVRC-2012: MD5 sums as listed on https://image-net.org/challenges/LSVRC/2012/2012-downloads.php (and
+    # repeated in torchvision's datasets/imagenet.py ARCHIVE_META). The URLs need a logged-in ImageNet account:
+    # the imagenet adapter never downloads them (fetches() is empty); the entries let `verify: true` check
+    # archives placed by hand.
+    "imagenet/ILSVRC2012_img_train.tar": Source(
+        "https://image-net.org/data/ILSVRC/2012/ILSVRC2012_img_train.tar", "1d675b47d978889d74fa0da5fadfb00e",
+        "ILSVRC2012_img_train.tar", "md5"),
+    "imagenet/ILSVRC2012_img_val.tar": Source(
+        "https://image-net.org/data/ILSVRC/2012/ILSVRC2012_img_val.tar", "29b22e2961454d5413ddabcf34fc5622",
+        "ILSVRC2012_img_val.tar", "md5"),
+    "imagenet/ILSVRC2012_devkit_t12.tar.gz": Source(
+        "https://image-net.org/data/ILSVRC/2012/ILSVRC2012_devkit_t12.tar.gz", "fa75699e90414af021442c21a62c3abf",
+        "ILSVRC2012_devkit_t12.tar.gz", "md5"),
     # --- TreeOfLife-10M / Rare Species / CrypticBio
     # Hugging Face hub files. The hub lists a SHA-256 for each LFS file but no digest was readable
     # offline and the dataset cards publish none: checksum None (needs allow_unverified: true).
