@@ -345,9 +345,7 @@ def test_truncated_archive_is_named(archives, name):
     data = path.read_bytes()
     path.write_bytes(data[:len(data) // 2 + 100])
     with pytest.raises(TaxonbenchError, match=rf"{name.replace('.', '[.]')}: .*truncated"):
-        adapter = make(archives)
-        adapter.taxonomy()
-        adapter.records("test")
+        make(archives).records("test")
 
 
 def test_class_tars_must_match_meta_mat(archives):
@@ -356,9 +354,11 @@ def test_class_tars_must_match_meta_mat(archives):
         with tarfile.open(fileobj=buf, mode="w") as inner:
             add_bytes(inner, "n09999999_1.JPEG", jpeg((0, 0, 0)))
         add_bytes(outer, "n09999999.tar", buf.getvalue())
+    adapter = make(archives)
+    assert adapter.taxonomy().n_leaves == 5  # the classes come from meta.mat alone
     with pytest.raises(TaxonbenchError, match=r"class tars do not match the classes of .*meta\.mat: "
                                               r"not classes there: n09999999\.tar"):
-        make(archives).taxonomy()
+        adapter.records("train")
 
 
 def test_missing_root_says_where_to_get_the_files(tmp_path):
@@ -410,3 +410,21 @@ def test_published_checksums_are_listed():
 def test_options_are_validated(tmp_path, options, pattern):
     with pytest.raises(TaxonbenchError, match=pattern):
         make(tmp_path, **options)
+
+
+def test_folders_layout_errors_name_the_folder(tmp_path):
+    root = tmp_path / "extracted"
+    write_folders(root)
+    (root / "val" / "n09999999").mkdir()
+    with pytest.raises(TaxonbenchError, match=r"extracted/val: folder\(s\) n09999999 are not classes of"):
+        make(root, layout="folders").records("test")
+    (root / "val" / "n09999999").rmdir()
+    (root / "train" / "tench").mkdir()
+    with pytest.raises(TaxonbenchError, match=r"extracted/train: expected one folder per class named by its "
+                                              r"wnid .*found tench"):
+        make(root, layout="folders").taxonomy()
+    (root / "train" / "tench").rmdir()
+    (root / "val").rename(root / "validation")
+    with pytest.raises(TaxonbenchError, match=r"extracted/val not found; expected the ImageNet \(ILSVRC-2012\) files "
+                                              r"train/, val/ under"):
+        make(root, layout="folders").taxonomy()

@@ -39,7 +39,7 @@ the 1000 classes and their 860 ancestors, 1937 edges over 1860 synsets) and
 ``tools/make_imagenet_hierarchy.py``. ``hierarchy: <path>`` reads an upstream
 ``wordnet.is_a.txt`` instead (``words: <path>`` an upstream ``words.txt``).
 
-WordNet is a DAG (75 of the 1860 synsets have two hypernyms); the **tree
+WordNet is a DAG (75 of the 1860 synsets have two or three hypernyms); the **tree
 rule** keeps one parent per synset: with ``parent_rule: first`` (the default)
 the parent from the first line of the is-a file that names the synset as a
 child. In the shipped file a synset's lines follow WordNet's pointer order, so
@@ -365,7 +365,7 @@ def read_devkit(path: Path) -> Devkit:
 
 
 # ---------------------------------------------------------------- archives
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Member:
     """One image stored in an uncompressed tar: where its bytes are."""
 
@@ -446,14 +446,23 @@ def read_member(f, member: Member, where: str) -> bytes:
 
 
 # ----------------------------------------------------------------- records
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Record:
-    """One image: what a shard row is made from."""
+    """One image: what a shard row is made from (slots: 1.3 million of them for the full train set)."""
 
-    id: str  # file stem
     wnid: str
-    path: str  # relative path (folders) or the archive chain (archives)
+    prefix: str  # shared by a class: "ILSVRC2012_img_train.tar!n01440764.tar!" or "train/n01440764/"
+    name: str  # file name, n01440764_10026.JPEG
     member: Member | None = None  # where the bytes are (archives)
+
+    @property
+    def id(self) -> str:
+        return posixpath.splitext(posixpath.basename(self.name))[0]
+
+    @property
+    def path(self) -> str:
+        """The relative path (folders) or the archive chain (archives)."""
+        return self.prefix + self.name
 
 
 def holdout(records: dict[str, list[Record]], per_class: int, seed: int) -> tuple[set[str], dict[str, int]]:
@@ -531,13 +540,25 @@ class ImageNet(FileDatasetAdapter):
         return read_devkit(self._root / DEVKIT)
 
     @cached_property
+    def _classes(self) -> list[str]:
+        """The class wnids, sorted (the leaf order): the devkit's leaf synsets, or the train folders."""
+        if self.options.layout == "archives":
+            return sorted(self._devkit.wnid_of_id.values())
+        root = self._root
+        classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
+        bad = [c for c in classes if not _WNID.fullmatch(c)]
+        if bad or not classes:
+            raise TaxonbenchError(f"{root / 'train'}: expected one folder per class named by its wnid "
+                                  f"(n01440764, ...); found {', '.join(bad[:5]) if bad else 'none'}")
+        return classes
+
+    @cached_property
     def _data(self) -> tuple[list[str], dict[str, list[Record]], list[Record]]:
         """(classes in sorted wnid order, training records per class, official validation records)."""
         return self._from_archives() if self.options.layout == "archives" else self._from_folders()
 
     def _from_archives(self) -> tuple[list[str], dict[str, list[Record]], list[Record]]:
-        root, devkit = self._root, self._devkit
-        classes = sorted(devkit.wnid_of_id.values())
+        root, devkit, classes = self._root, self._devkit, self._classes
         train_path, val_path = root / TRAIN_TAR, root / VAL_TAR
         index = index_train_tar(train_path)
         unknown = sorted(set(index) - set(classes))
@@ -548,8 +569,10 @@ class ImageNet(FileDatasetAdapter):
                 + "; ".join(part for part in (
                     f"not classes there: {', '.join(w + '.tar' for w in unknown[:5])}" if unknown else "",
                     f"missing: {', '.join(w + '.tar' for w in absent[:5])}" if absent else "") if part))
-        train = {wnid: [Record(posixpath.splitext(posixpath.basename(m.name))[0], wnid,
-                               f"{TRAIN_TAR}!{wnid}.tar!{m.name}", m) for m in index[wnid]] for wnid in classes}
+        train = {}
+        for wnid in classes:
+            prefix = f"{TRAIN_TAR}!{wnid}.tar!"
+            train[wnid] = [Record(wnid, prefix, m.name, m) for m in index.pop(wnid)]
         members = index_val_tar(val_path)
         val = []
         n_labels = len(devkit.val_ids)
@@ -560,8 +583,7 @@ class ImageNet(FileDatasetAdapter):
                 raise TaxonbenchError(f"{val_path}: member {m.name!r} has no label in {root / DEVKIT}!"
                                       f"{GROUND_TRUTH} ({n_labels} lines; expected ILSVRC2012_val_00000001.JPEG "
                                       f"... ILSVRC2012_val_{n_labels:08d}.JPEG)")
-            val.append(Record(posixpath.splitext(posixpath.basename(m.name))[0],
-                              devkit.wnid_of_id[devkit.val_ids[number - 1]], f"{VAL_TAR}!{m.name}", m))
+            val.append(Record(devkit.wnid_of_id[devkit.val_ids[number - 1]], f"{VAL_TAR}!", m.name, m))
         if len({r.id for r in val}) != len(val) or len(val) != n_labels:
             raise TaxonbenchError(f"{val_path}: holds {len(val)} images, but {root / DEVKIT}!{GROUND_TRUTH} "
                                   f"labels {n_labels}: incomplete archive or wrong ground-truth file")
@@ -569,15 +591,11 @@ class ImageNet(FileDatasetAdapter):
 
     def _folder_records(self, folder: Path, relative: str) -> list[Record]:
         files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        return [Record(p.stem, folder.name, f"{relative}/{folder.name}/{p.name}") for p in files]
+        prefix = f"{relative}/{folder.name}/"
+        return [Record(folder.name, prefix, p.name) for p in files]
 
     def _from_folders(self) -> tuple[list[str], dict[str, list[Record]], list[Record]]:
-        root = self._root
-        classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
-        bad = [c for c in classes if not _WNID.fullmatch(c)]
-        if bad or not classes:
-            raise TaxonbenchError(f"{root / 'train'}: expected one folder per class named by its wnid "
-                                  f"(n01440764, ...); found {', '.join(bad[:5]) if bad else 'none'}")
+        root, classes = self._root, self._classes
         train = {wnid: self._folder_records(root / "train" / wnid, "train") for wnid in classes}
         empty = [w for w, recs in train.items() if not recs]
         if empty:
@@ -607,7 +625,7 @@ class ImageNet(FileDatasetAdapter):
 
     @cached_property
     def _tree(self) -> tuple[Taxonomy, list[str]]:
-        classes = self._data[0]
+        classes = self._classes
         source = str(self._hierarchy_file)
         if self.options.hierarchy != "wordnet" and not self._hierarchy_file.is_file():
             raise TaxonbenchError(f"{self.where}.hierarchy: {source} not found (expected 'wordnet' for the "
@@ -638,7 +656,7 @@ class ImageNet(FileDatasetAdapter):
 
     def rows(self, split: str) -> Iterator[Rows]:
         records = self.records(split)
-        leaf_of = {wnid: i for i, wnid in enumerate(self._data[0])}
+        leaf_of = {wnid: i for i, wnid in enumerate(self._classes)}
         root = self._root
         archive = root / (VAL_TAR if split == "test" else TRAIN_TAR)
         f = open(archive, "rb") if self.options.layout == "archives" else None
