@@ -92,7 +92,7 @@ def pick_unseen(categories: Sequence[str], fraction: float, seed: int, salt: byt
 
 
 def check_part_options(adapter: FileDatasetAdapter, base_splits: Sequence[str], part_splits: Sequence[str]) -> None:
-    """Validate ``part``, ``unseen_fraction``, ``unseen_categories``, ``splits`` and ``leaf_level``-free options."""
+    """Validate ``part``, ``unseen_fraction``, ``unseen_categories`` and ``splits``; set ``adapter.split_names``."""
     o, where = adapter.options, adapter.where
     if o.part not in PARTS:
         raise TaxonbenchError(f"{where}.part: expected one of {', '.join(PARTS)}, got {o.part!r}")
