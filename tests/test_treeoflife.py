@@ -259,7 +259,12 @@ def test_truncated_shard_is_named(tmp_path):
     write_shard(shard, samples_for(4))
     data = shard.read_bytes()
     shard.write_bytes(data[: len(data) // 2 + 100])
-    with pytest.raises(TaxonbenchError, match=r"shard-000000\.tar: corrupt or truncated shard"):
+    with pytest.raises(TaxonbenchError, match=r"shard-000000\.tar: corrupt or truncated"):
+        make(tmp_path / "raw").taxonomy()
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:  # cut exactly where a member starts
+        boundary = tar.getmembers()[6].offset
+    shard.write_bytes(data[:boundary])
+    with pytest.raises(TaxonbenchError, match=r"shard-000000\.tar: corrupt or truncated archive .*end-of-archive"):
         make(tmp_path / "raw").taxonomy()
 
 

@@ -396,6 +396,20 @@ class _Members:
             raise self.refuse(name, f"{kind} pointing outside the destination ({linkname!r})")
 
 
+def check_tar_complete(tar: tarfile.TarFile, where: str | os.PathLike) -> None:
+    """Stop unless ``tar``, iterated to its end, reached its end-of-archive block.
+
+    ``tarfile`` ends an iteration silently when the data stops where a member
+    header should be (a short read is taken for the end), so an archive cut at
+    a member boundary reads as a smaller complete one. A complete archive has
+    had its all-zero end block read by then: the underlying stream stands at
+    least one block past ``tar.offset``. Call after the last member.
+    """
+    if tar.fileobj.tell() < tar.offset + tarfile.BLOCKSIZE:
+        raise TaxonbenchError(f"{where}: corrupt or truncated archive (it stops after the member at byte "
+                              f"{tar.offset}, before its end-of-archive block)")
+
+
 def _extract_tar(archive: Path, members: _Members) -> None:
     data_filter = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python >= 3.11.4
     with tarfile.open(archive, "r|*") as tar:  # streamed: one sequential pass over the archive
@@ -412,6 +426,7 @@ def _extract_tar(archive: Path, members: _Members) -> None:
                 tar.extract(member, members.staging, set_attrs=not member.isdir(), **data_filter)
             except _FILTER_ERROR as exc:
                 raise members.refuse(member.name, str(exc)) from None
+        check_tar_complete(tar, archive)
 
 
 def _extract_zip(archive: Path, members: _Members) -> None:

@@ -350,6 +350,7 @@ def read_devkit(path: Path) -> Devkit:
                 name = posixpath.normpath(member.name)
                 if name in wanted and member.isfile():
                     wanted[name] = tar.extractfile(member).read()
+            download.check_tar_complete(tar, path)
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise TaxonbenchError(f"{path}: corrupt or truncated archive ({exc})") from None
     for name, data in wanted.items():
@@ -391,13 +392,6 @@ def _plain_tar(path: Path) -> tarfile.TarFile:
         raise TaxonbenchError(f"{path}: not an uncompressed tar archive, or truncated ({exc})") from None
 
 
-def _check_end(path: Path, members: list[Member]) -> None:
-    end = max((m.offset + m.size for m in members), default=0)
-    if end > path.stat().st_size:
-        raise TaxonbenchError(f"{path}: truncated archive ({path.stat().st_size} bytes, its members "
-                              f"need {end})")
-
-
 def index_train_tar(path: Path) -> dict[str, list[Member]]:
     """``{wnid: its images sorted by name}`` of ``ILSVRC2012_img_train.tar`` (nested per-class tars)."""
     index: dict[str, list[Member]] = {}
@@ -417,12 +411,13 @@ def index_train_tar(path: Path) -> dict[str, list[Member]]:
                 try:
                     with tarfile.open(fileobj=outer.extractfile(m), mode="r:") as inner:
                         members = _members(inner, m.offset_data, where)
+                        download.check_tar_complete(inner, f"{path}: member {name}")
                 except tarfile.TarError as exc:
                     raise TaxonbenchError(f"{path}: member {name}: corrupt or truncated tar ({exc})") from None
                 index[wnid] = sorted(members, key=lambda x: x.name)
+            download.check_tar_complete(outer, path)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise TaxonbenchError(f"{path}: corrupt or truncated archive ({exc})") from None
-    _check_end(path, [x for members in index.values() for x in members])
     return index
 
 
@@ -431,9 +426,9 @@ def index_val_tar(path: Path) -> list[Member]:
     try:
         with _plain_tar(path) as tar:
             members = _members(tar, 0, path.name)
+            download.check_tar_complete(tar, path)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise TaxonbenchError(f"{path}: corrupt or truncated archive ({exc})") from None
-    _check_end(path, members)
     return sorted(members, key=lambda x: x.name)
 
 

@@ -78,6 +78,7 @@ from pathlib import Path
 
 import numpy as np
 
+from taxonbench import download
 from taxonbench.datasets import DATASETS
 from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows
 from taxonbench.datasets.images import ImageBytes
@@ -235,10 +236,7 @@ class TreeOfLife10M(FileDatasetAdapter):
                         f = tar.extractfile(member)
                         data = f.read() if f is not None else b""
                     yield key, suffix, data
-                # A clean end reads an all-zero block after the last member; streamed tarfile ends
-                # silently on a short read, so a truncated shard shows as stopping before that block.
-                if getattr(tar.fileobj, "pos", None) is not None and tar.fileobj.pos < tar.offset + tarfile.BLOCKSIZE:
-                    raise tarfile.ReadError("unexpected end of data (no end-of-archive block)")
+                download.check_tar_complete(tar, path)
         except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
             raise TaxonbenchError(f"{path}: corrupt or truncated shard ({type(exc).__name__}: {exc})") from None
 
