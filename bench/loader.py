@@ -3,15 +3,16 @@
 A synthetic folder of ``--images`` photo-like JPEGs at 500 x 375
 (bench/_jpeg_folder.py) is prepared to shards (256 x 256, ``--rows-per-shard``
 rows per shard, so the split spans several shards as at paper scale). Both
-loaders then feed one training epoch of ``--batch-size`` batches with
-``--workers`` DataLoader workers and the same per-image train transform
-(:func:`taxonbench.batches.image_transform` for a 224-px backbone: resize to
-224, reflect-padded random crop, flip, tensor, normalise):
+loaders then feed one training epoch of ``--batch-size`` normalised float
+batches for a 224-px backbone (resize to 224, reflect-padded random crop,
+flip) with ``--workers`` DataLoader workers:
 
 - taxonbench: :class:`taxonbench.batches.LoaderBatches` (the loader training
-  uses for data that does not fit in memory; shards read in shuffled blocks);
+  uses for data that does not fit in memory: shards read in shuffled blocks,
+  uint8 tensors from the workers, normalised per batch);
 - baseline: ``torchvision.datasets.ImageFolder`` over the original JPEGs with
-  a shuffling ``DataLoader``.
+  a shuffling ``DataLoader`` and the usual per-image ``ToTensor`` +
+  ``Normalize``.
 
 Each timing is the best of ``--repeats`` epochs. Target: >= 1.5 x the baseline.
 
@@ -31,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _jpeg_folder import flat_view, make_jpeg_folder  # noqa: E402
 
-from taxonbench.batches import LoaderBatches, epoch_generator, image_transform  # noqa: E402
+from taxonbench.batches import LoaderBatches, epoch_generator  # noqa: E402
 from taxonbench.datasets import DATASETS, prepare_dataset  # noqa: E402
 from taxonbench.models.backbones import Preprocess  # noqa: E402
 
@@ -72,8 +73,12 @@ def main() -> None:
         ours = LoaderBatches(tmp / "shards", "train", preprocess, STORED, AUGMENT, cpu, args.workers)
         t_ours, n_ours = time_epochs(lambda e: ours.epoch(args.batch_size, True, epoch_generator(0, e)), args.repeats)
 
-        folder = ImageFolder(str(flat_view(tmp / "jpegs", tmp / "flat")),
-                             transform=image_transform(preprocess, STORED, AUGMENT))
+        # what one writes with ImageFolder for the same tensors: the same crops, ToTensor + Normalize per image
+        from torchvision import transforms as T
+        per_image = T.Compose([T.Resize(INPUT), T.RandomCrop(INPUT, padding=AUGMENT["random_crop_padding"],
+                                                              padding_mode="reflect"),
+                               T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(preprocess.mean, preprocess.std)])
+        folder = ImageFolder(str(flat_view(tmp / "jpegs", tmp / "flat")), transform=per_image)
 
         def baseline_epoch(e):
             gen = torch.Generator().manual_seed(e)

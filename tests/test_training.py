@@ -12,6 +12,7 @@ from taxonbench.errors import TaxonbenchError
 from taxonbench.inference import INFERENCE, run_inference
 from taxonbench.logits import dump_logits
 from taxonbench.matrix_io import iter_matrix, read_sidecar
+from taxonbench.shards import ShardDataset
 from taxonbench.params import train_settings, validate_params
 from taxonbench.shards import TAXONOMY
 from taxonbench.taxonomy import Taxonomy
@@ -134,6 +135,11 @@ def test_decoded_and_dataloader_batches_agree(toy_shards):
     (xb, yb), = slow.epoch(12, False, epoch_generator(0, 0))
     torch.testing.assert_close(xa, xb, rtol=0, atol=1e-6)
     assert ya.tolist() == yb.tolist()
+    from torchvision import transforms as T  # the per-image reference: ToTensor + Normalize
+
+    reference = T.Compose([T.ToTensor(), T.Normalize(Preprocess().mean, Preprocess().std)])
+    ds = ShardDataset(toy_shards, "test")
+    torch.testing.assert_close(xb, torch.stack([reference(ds[i][0]) for i in range(len(ds))]), rtol=0, atol=1e-6)
     # augmentation keeps the shape and only moves pixels by at most the padding
     aug = make_batches(toy_shards, "test", Preprocess(), 16, {"random_crop_padding": 2, "hflip": True}, cpu, 0, 2048, 12)
     (xc, yc), = aug.epoch(12, False, epoch_generator(0, 1))
