@@ -32,6 +32,8 @@ lint: setup
 
 bench: setup
 	python bench/metrics.py
+	python bench/prepare.py
+	python bench/loader.py
 
 clean:
 	rm -rf results logs .snakemake data/shards
