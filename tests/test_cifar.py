@@ -23,8 +23,9 @@ from taxonbench import download
 from taxonbench.datasets import DATASETS, prepare_dataset
 from taxonbench.datasets.cifar import stratified_holdout
 from taxonbench.errors import TaxonbenchError
-from taxonbench.shards import read_manifest, read_shard, split_files
+from taxonbench.shards import read_manifest
 from taxonbench.taxonomy import Taxonomy
+from dataset_fixtures import split_table
 
 NAMES10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 TRAIN_PER_CLASS, TEST_PER_CLASS = 4, 1  # CIFAR-10 fixture: 8 records per data batch, 10 in test_batch
@@ -67,15 +68,6 @@ def write_cifar10(root: Path, names=NAMES10) -> dict[str, list[int]]:
 
 def make(source: str, root: Path, seed: int = 0, **options):
     return DATASETS.get(source)({"root": str(root), **options}, name=f"{source}_fixture", seed=seed)
-
-
-def split_table(out: Path, split: str, columns=("id", "image", "leaf", "source_path", "record")) -> dict[str, list]:
-    rows: dict[str, list] = {c: [] for c in columns}
-    for f in split_files(out, split):
-        table = read_shard(f, list(columns))
-        for c in columns:
-            rows[c] += table.column(c).to_pylist()
-    return rows
 
 
 @pytest.fixture

@@ -24,8 +24,8 @@ from taxonbench import download
 from taxonbench.datasets import DATASETS, prepare_dataset
 from taxonbench.datasets.crypticbio import cryptic_group, image_name
 from taxonbench.errors import TaxonbenchError
-from taxonbench.shards import read_shard, split_files
 from taxonbench.taxonomy import RANKS_7
+from dataset_fixtures import split_table
 
 SIZE = 16
 COLUMNS = ["scientificName", "kingdom", "phylum", "class", "order", "family", "genus", "url", "date",
@@ -87,15 +87,6 @@ def cb(tmp_path):
     root = tmp_path / "raw" / "crypticbio"
     place(root, csv_path, rows)
     return root, rows
-
-
-def split_table(out: Path, split: str) -> dict[str, list]:
-    rows: dict[str, list] = {"id": [], "image": [], "leaf": [], "source_path": [], "cryptic_group": []}
-    for f in split_files(out, split):
-        table = read_shard(f, list(rows))
-        for key in rows:
-            rows[key] += table.column(key).to_pylist()
-    return rows
 
 
 def test_helpers():

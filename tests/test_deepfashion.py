@@ -18,7 +18,7 @@ from PIL import Image
 from taxonbench.datasets import DATASETS, prepare_dataset
 from taxonbench.datasets.deepfashion import pick_unseen
 from taxonbench.errors import TaxonbenchError
-from taxonbench.shards import read_shard, split_files
+from dataset_fixtures import split_table
 
 # (gender, category folder, item id, variations, train or test item); id_00000001 is listed under two
 # categories (a "repeating product"), Denim under both genders
@@ -76,16 +76,6 @@ def make(root: Path, seed: int = 0, **options):
 def inshop(tmp_path):
     root = tmp_path / "raw" / "inshop"
     return root, write_inshop(root)
-
-
-def split_table(out: Path, split: str) -> dict[str, list]:
-    rows: dict[str, list] = {k: [] for k in ("id", "image", "leaf", "product", "variation", "gender",
-                                             "source_path")}
-    for f in split_files(out, split):
-        table = read_shard(f, list(rows))
-        for key in rows:
-            rows[key] += table.column(key).to_pylist()
-    return rows
 
 
 # ---------------------------------------------------------------- taxonomy

@@ -21,7 +21,8 @@ from PIL import Image
 from taxonbench import download
 from taxonbench.datasets import DATASETS, ethec, prepare_dataset
 from taxonbench.errors import TaxonbenchError
-from taxonbench.shards import read_manifest, read_shard, split_files
+from taxonbench.shards import read_manifest
+from dataset_fixtures import split_table
 
 # (family, subfamily, genus, specific epithet); staudingeri is an epithet of two genera (thesis §2.3.3)
 SPECIES = [
@@ -82,15 +83,6 @@ def make(root: Path, **options):
 def fixture(tmp_path):
     root = tmp_path / "raw" / "ethec"
     return root, write_ethec(root)
-
-
-def split_table(out: Path, split: str) -> dict[str, list]:
-    rows: dict[str, list] = {"id": [], "image": [], "leaf": [], "source_path": []}
-    for f in split_files(out, split):
-        table = read_shard(f, list(rows))
-        for key in rows:
-            rows[key] += table.column(key).to_pylist()
-    return rows
 
 
 # ---------------------------------------------------------------- taxonomy

@@ -22,7 +22,8 @@ from taxonbench import download
 from taxonbench.datasets import DATASETS, prepare_dataset
 from taxonbench.datasets.fashion_mnist import CLASSES
 from taxonbench.errors import TaxonbenchError
-from taxonbench.shards import read_manifest, read_shard, split_files
+from taxonbench.shards import read_manifest
+from dataset_fixtures import split_table
 
 FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
          "t10k-labels-idx1-ubyte.gz"]
@@ -59,15 +60,6 @@ def write_fashion(root: Path) -> dict[str, np.ndarray]:
 def make(root: Path, seed: int = 0, **options):
     return DATASETS.get("fashion_mnist")({"root": str(root), "val_size": 10, **options},
                                          name="fmnist_fixture", seed=seed)
-
-
-def split_table(out: Path, split: str) -> dict[str, list]:
-    rows: dict[str, list] = {c: [] for c in ("id", "image", "leaf", "index")}
-    for f in split_files(out, split):
-        table = read_shard(f, list(rows))
-        for c in rows:
-            rows[c] += table.column(c).to_pylist()
-    return rows
 
 
 @pytest.fixture

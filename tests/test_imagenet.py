@@ -25,7 +25,8 @@ from taxonbench import download
 from taxonbench.datasets import DATASETS, prepare_dataset
 from taxonbench.datasets import imagenet as inet
 from taxonbench.errors import TaxonbenchError
-from taxonbench.shards import read_manifest, read_shard, split_files
+from taxonbench.shards import read_manifest
+from dataset_fixtures import split_table
 
 REPO = Path(__file__).resolve().parents[1]
 # (wnid, ILSVRC2012_ID): the devkit's ids are deliberately not in wnid order
@@ -117,15 +118,6 @@ def archives(tmp_path):
     root = tmp_path / "raw" / "imagenet"
     write_imagenet(root)
     return root
-
-
-def split_table(out: Path, split: str) -> dict[str, list]:
-    rows: dict[str, list] = {"id": [], "image": [], "leaf": [], "source_path": [], "wnid": []}
-    for f in split_files(out, split):
-        table = read_shard(f, list(rows))
-        for key in rows:
-            rows[key] += table.column(key).to_pylist()
-    return rows
 
 
 # ------------------------------------------------------- shipped hierarchy

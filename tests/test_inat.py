@@ -24,8 +24,9 @@ from taxonbench.datasets import DATASETS, prepare_dataset
 from taxonbench.datasets.images import resize_center_crop
 from taxonbench.datasets.inat import INAT21_RANK_COUNTS
 from taxonbench.errors import TaxonbenchError
-from taxonbench.shards import read_manifest, read_shard, split_files
+from taxonbench.shards import read_manifest
 from taxonbench.taxonomy import RANKS_7, Taxonomy
+from dataset_fixtures import split_table
 
 # (id, kingdom, phylum, class, order, family, genus, epithet), deliberately not in id order;
 # the genus Morus is both a bird (Sulidae) and a plant (Moraceae).
@@ -122,15 +123,6 @@ def test_leaf_index_is_category_id_order(inat21):
 
 
 # ----------------------------------------------------------------- shards
-def split_table(out: Path, split: str) -> dict[str, list]:
-    rows: dict[str, list] = {"id": [], "image": [], "leaf": [], "source_path": []}
-    for f in split_files(out, split):
-        table = read_shard(f, list(rows))
-        for key in rows:
-            rows[key] += table.column(key).to_pylist()
-    return rows
-
-
 def test_prepare_writes_splits_rows_and_labels(inat21, tmp_path):
     root, truth = inat21
     out = tmp_path / "shards"

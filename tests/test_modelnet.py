@@ -18,7 +18,7 @@ from PIL import Image
 from taxonbench import download
 from taxonbench.datasets import DATASETS, prepare_dataset
 from taxonbench.errors import TaxonbenchError
-from taxonbench.shards import read_shard, split_files
+from dataset_fixtures import split_table
 
 MODELS = {"airplane": ([1, 2, 3, 4], [5]), "night_stand": ([1, 2, 3], [4]), "flower_pot": ([1, 2], [3])}
 LEAVES = sorted((c, f"{c}_{n:04d}") for c, (tr, te) in MODELS.items() for n in tr + te)
@@ -51,15 +51,6 @@ def make(root: Path, seed: int = 0, **options):
 def views(tmp_path):
     root = tmp_path / "raw" / "modelnet40"
     return root, write_views(root)
-
-
-def split_table(out: Path, split: str) -> dict[str, list]:
-    rows: dict[str, list] = {k: [] for k in ("id", "image", "leaf", "model", "view", "source_path")}
-    for f in split_files(out, split):
-        table = read_shard(f, list(rows))
-        for key in rows:
-            rows[key] += table.column(key).to_pylist()
-    return rows
 
 
 def test_taxonomy_category_then_model(views):

@@ -21,8 +21,9 @@ from PIL import Image
 from taxonbench import download
 from taxonbench.datasets import DATASETS, prepare_dataset
 from taxonbench.errors import TaxonbenchError
-from taxonbench.shards import read_shard, split_files
+
 from taxonbench.taxonomy import RANKS_7
+from dataset_fixtures import split_table
 
 SIZE = 16
 COLUMNS = ["rarespecies_id", "eol_content_id", "eol_page_id", "kingdom", "phylum", "class", "order", "family",
@@ -73,15 +74,6 @@ def make(root: Path, seed: int = 0, **options):
 def rare(tmp_path):
     root = tmp_path / "raw" / "rare_species"
     return root, write_rare_species(root)
-
-
-def split_table(out: Path, split: str) -> dict[str, list]:
-    rows: dict[str, list] = {"id": [], "image": [], "leaf": [], "source_path": [], "common_name": []}
-    for f in split_files(out, split):
-        table = read_shard(f, list(rows))
-        for key in rows:
-            rows[key] += table.column(key).to_pylist()
-    return rows
 
 
 def test_taxonomy_from_rank_columns_with_epithets(rare):

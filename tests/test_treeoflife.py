@@ -21,8 +21,9 @@ from PIL import Image
 from taxonbench.datasets import DATASETS, prepare_dataset
 from taxonbench.datasets.treeoflife import parse_tagged
 from taxonbench.errors import TaxonbenchError
-from taxonbench.shards import read_manifest, read_shard, split_files
+from taxonbench.shards import read_manifest
 from taxonbench.taxonomy import RANKS_7
+from dataset_fixtures import split_table
 
 SIZE = 16
 FULL = {  # species path -> (images, colour)
@@ -105,15 +106,6 @@ def make(root: Path, seed: int = 0, **options):
 def tol(tmp_path):
     root = tmp_path / "raw" / "treeoflife10m"
     return root, write_tol(root)
-
-
-def split_table(out: Path, split: str) -> dict[str, list]:
-    rows: dict[str, list] = {"id": [], "image": [], "leaf": [], "source_path": [], "common_name": []}
-    for f in split_files(out, split):
-        table = read_shard(f, list(rows))
-        for key in rows:
-            rows[key] += table.column(key).to_pylist()
-    return rows
 
 
 # ------------------------------------------------------------- captions

@@ -23,7 +23,7 @@ import csv
 import dataclasses
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
@@ -39,6 +39,18 @@ from taxonbench.taxonomy import Taxonomy
 Rows = Mapping[str, Sequence[Any]]
 CORRUPT_POLICIES = ("stop", "skip")
 CORRUPT_REPORT = "corrupt_images.csv"
+
+
+ROWS_PER_BATCH = 256  # rows per batch an adapter yields
+
+
+def row_batches(items: Sequence[Any], row: Callable[[Any], Mapping[str, Any]],
+                size: int = ROWS_PER_BATCH) -> Iterator[Rows]:
+    """``items`` as row batches of ``size``: ``row(item)`` gives one row ``{column: value}``,
+    batches are ``{column: [values]}`` (the form :meth:`DatasetAdapter.rows` yields)."""
+    for start in range(0, len(items), size):
+        rows = [row(item) for item in items[start:start + size]]
+        yield {key: [r[key] for r in rows] for key in rows[0]}
 
 
 class DatasetAdapter(abc.ABC):

@@ -77,7 +77,7 @@ import numpy as np
 
 from taxonbench import download
 from taxonbench.datasets import DATASETS
-from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows
+from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows, row_batches
 from taxonbench.datasets.images import ImageFormat, ImagePixels
 from taxonbench.errors import TaxonbenchError
 from taxonbench.taxonomy import Taxonomy
@@ -86,7 +86,6 @@ SPLITS = ("train", "val", "test")
 PROTOCOLS = ("official", "pooled_80_10_10")
 PIXELS = 3072  # 32 x 32 x 3 bytes per record
 SIDE = 32
-_BATCH = 256  # rows per yielded batch
 
 CIFAR10_TREE: dict[str, tuple[str, str]] = {
     # class: (level 1, level 2), Dhall 2019, §2.3.1
@@ -354,16 +353,13 @@ class _Cifar(FileDatasetAdapter):
 
     def rows(self, split: str) -> Iterator[Rows]:
         records, files = self.records(split), self.record_files
-        for start in range(0, len(records), _BATCH):
-            batch = records[start:start + _BATCH]
-            yield {
-                "id": [f"{files[r.file].stem}-{r.record}" for r in batch],
-                "image": [ImagePixels(files[r.file].pixels(r.record), f"{files[r.file].path} record {r.record}")
-                          for r in batch],
-                "leaf": [r.leaf for r in batch],
-                "source_path": [files[r.file].rel for r in batch],
-                "record": [r.record for r in batch],
-            }
+        yield from row_batches(records, lambda r: {
+            "id": f"{files[r.file].stem}-{r.record}",
+            "image": ImagePixels(files[r.file].pixels(r.record), f"{files[r.file].path} record {r.record}"),
+            "leaf": r.leaf,
+            "source_path": files[r.file].rel,
+            "record": r.record,
+        })
 
     def image_format(self) -> ImageFormat:
         return ImageFormat(size=self.options.image_size, codec="png")

@@ -59,7 +59,7 @@ from pathlib import Path
 
 from taxonbench import download
 from taxonbench.datasets import DATASETS
-from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows
+from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows, row_batches
 from taxonbench.datasets.images import ImageFile
 from taxonbench.datasets.rare_species import check_shots, epithet, read_csv, shot_split, split_names
 from taxonbench.datasets.treeoflife import INCOMPLETE_RULES, complete_path
@@ -75,7 +75,6 @@ GROUP_COLUMN = "crypticGroup"  # optional
 IMAGES_DIR = "images"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 MISSING_POLICIES = ("stop", "skip")
-_BATCH = 256
 
 
 def image_name(url: str) -> str:
@@ -285,15 +284,13 @@ class CrypticBio(FileDatasetAdapter):
         name = Path(self.metadata_path).name
         kind = "row" if name.endswith(".parquet") else "line"
         images = self.files / IMAGES_DIR
-        for start in range(0, len(chosen), _BATCH):
-            batch = chosen[start:start + _BATCH]
-            yield {
-                "id": [s.id for s in batch],
-                "image": [ImageFile(str(images / image_name(s.url)), f"{name} {kind} {s.line}") for s in batch],
-                "leaf": [leaf_of[s.path] for s in batch],
-                "source_path": [s.url for s in batch],
-                "cryptic_group": [s.group for s in batch],
-            }
+        yield from row_batches(chosen, lambda s: {
+            "id": s.id,
+            "image": ImageFile(str(images / image_name(s.url)), f"{name} {kind} {s.line}"),
+            "leaf": leaf_of[s.path],
+            "source_path": s.url,
+            "cryptic_group": s.group,
+        })
 
     def info(self) -> dict:
         _, counts = self._loaded

@@ -64,7 +64,7 @@ import numpy as np
 
 from taxonbench import download
 from taxonbench.datasets import DATASETS
-from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows
+from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows, row_batches
 from taxonbench.datasets.images import ImageFile
 from taxonbench.errors import TaxonbenchError
 from taxonbench.taxonomy import Taxonomy
@@ -79,7 +79,6 @@ BASE_SPLITS = ("train", "val", "test", "query", "gallery")
 PART_SPLITS = tuple(f"{p}_{s}" for p in ("seen", "unseen") for s in STATUSES)
 _NAME = re.compile(r"img/(?P<gender>[^/]+)/(?P<category>[^/]+)/(?P<item>[^/]+)/"
                    r"(?P<variation>\d+)_(?P<pose>\d+)_(?P<view>[A-Za-z]+)\.jpg")
-_BATCH = 256
 
 
 # ------------------------------------------------------------ shared helpers
@@ -295,17 +294,15 @@ class DeepFashionInShop(FileDatasetAdapter):
     def rows(self, split: str) -> Iterator[Rows]:
         leaf_of = {p: i for i, p in enumerate(self._leaves)}
         entries, root = self.entries(split), self.files
-        for start in range(0, len(entries), _BATCH):
-            batch = entries[start:start + _BATCH]
-            yield {
-                "id": [e.image_name.removeprefix("img/").removesuffix(".jpg") for e in batch],
-                "image": [ImageFile(str(root / e.image_name), f"{PARTITION} line {e.line}") for e in batch],
-                "leaf": [leaf_of[self._path(e)] for e in batch],
-                "product": [e.product for e in batch],
-                "variation": [e.variation for e in batch],
-                "gender": [e.gender for e in batch],
-                "source_path": [e.image_name for e in batch],
-            }
+        yield from row_batches(entries, lambda e: {
+            "id": e.image_name.removeprefix("img/").removesuffix(".jpg"),
+            "image": ImageFile(str(root / e.image_name), f"{PARTITION} line {e.line}"),
+            "leaf": leaf_of[self._path(e)],
+            "product": e.product,
+            "variation": e.variation,
+            "gender": e.gender,
+            "source_path": e.image_name,
+        })
 
     def info(self) -> dict:
         entries, unseen = self._entries

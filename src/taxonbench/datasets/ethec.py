@@ -66,7 +66,7 @@ from typing import Any
 
 from taxonbench import download
 from taxonbench.datasets import DATASETS
-from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows
+from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows, row_batches
 from taxonbench.datasets.images import ImageFile
 from taxonbench.errors import TaxonbenchError
 from taxonbench.taxonomy import Taxonomy
@@ -96,7 +96,6 @@ SMALL_NAMES = {
 }
 """The names per level of ETHEC Small (thesis Table 2.1)."""
 _ARCHIVE = {"v0.2": ("ethec/ETHEC_dataset_v0.2.zip", "ETHEC_dataset")}  # version: (SOURCES key, target)
-_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -239,14 +238,12 @@ class Ethec(FileDatasetAdapter):
         leaf_of = {path: i for i, path in enumerate(self._leaves)}
         self.taxonomy()  # checked before any image is read
         records, images = self.records(split), self.files / self.options.images_dir
-        for start in range(0, len(records), _BATCH):
-            batch = records[start:start + _BATCH]
-            yield {
-                "id": [r.token for r in batch],
-                "image": [ImageFile(str(images / r.source_path), f"token {r.token}") for r in batch],
-                "leaf": [leaf_of[r.path] for r in batch],
-                "source_path": [r.source_path for r in batch],
-            }
+        yield from row_batches(records, lambda r: {
+            "id": r.token,
+            "image": ImageFile(str(images / r.source_path), f"token {r.token}"),
+            "leaf": leaf_of[r.path],
+            "source_path": r.source_path,
+        })
 
     def info(self) -> dict:
         return {

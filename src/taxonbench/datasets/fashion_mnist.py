@@ -55,7 +55,7 @@ import numpy as np
 
 from taxonbench import download
 from taxonbench.datasets import DATASETS
-from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows
+from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows, row_batches
 from taxonbench.datasets.cifar import check_image_size, stratified_holdout
 from taxonbench.datasets.images import ImageFormat, ImagePixels
 from taxonbench.errors import TaxonbenchError
@@ -77,7 +77,6 @@ GROUPS = {  # Dhall 2019, §2.3.2
 ROOT = "fashion-wear"
 RANKS = ("group", "class")
 NATIVE_SIDE = 28
-_BATCH = 256  # rows per yielded batch
 
 
 def read_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
@@ -187,14 +186,12 @@ class FashionMnist(FileDatasetAdapter):
         stem, idx = self.indices(split)
         images, labels = self.data[stem]
         path = self.files / FILES[stem][0]
-        for start in range(0, len(idx), _BATCH):
-            batch = [int(i) for i in idx[start:start + _BATCH]]
-            yield {
-                "id": [f"{stem}-{i}" for i in batch],
-                "image": [ImagePixels(np.array(images[i]), f"{path} image {i}") for i in batch],
-                "leaf": [int(labels[i]) for i in batch],
-                "index": batch,
-            }
+        yield from row_batches([int(i) for i in idx], lambda i: {
+            "id": f"{stem}-{i}",
+            "image": ImagePixels(np.array(images[i]), f"{path} image {i}"),
+            "leaf": int(labels[i]),
+            "index": i,
+        })
 
     def image_format(self) -> ImageFormat:
         return ImageFormat(size=self.options.image_size, codec="png")

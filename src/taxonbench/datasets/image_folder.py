@@ -25,13 +25,12 @@ from functools import cached_property
 from pathlib import Path
 
 from taxonbench.datasets import DATASETS
-from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows
+from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows, row_batches
 from taxonbench.datasets.images import ImageFile
 from taxonbench.errors import TaxonbenchError
 from taxonbench.taxonomy import Taxonomy
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -107,14 +106,12 @@ class ImageFolder(FileDatasetAdapter):
     def rows(self, split: str) -> Iterator[Rows]:
         leaf_of = {path: i for i, path in enumerate(self._leaf_paths)}
         images, base = self._images[split], self.files / split
-        for start in range(0, len(images), _BATCH):
-            batch = images[start:start + _BATCH]
-            yield {
-                "id": [f"{split}/{rel}" for rel, _ in batch],
-                "image": [ImageFile(str(base / rel)) for rel, _ in batch],
-                "leaf": [leaf_of[path] for _, path in batch],
-                "source_path": [f"{split}/{rel}" for rel, _ in batch],
-            }
+        yield from row_batches(images, lambda item: {
+            "id": f"{split}/{item[0]}",
+            "image": ImageFile(str(base / item[0])),
+            "leaf": leaf_of[item[1]],
+            "source_path": f"{split}/{item[0]}",
+        })
 
     def info(self) -> dict:
         return {**super().info(), "split_counts": {s: len(v) for s, v in self._images.items()}}

@@ -105,7 +105,7 @@ import numpy as np
 
 from taxonbench import download
 from taxonbench.datasets import DATASETS
-from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows
+from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows, row_batches
 from taxonbench.datasets.images import ImageBytes, ImageFile
 from taxonbench.errors import TaxonbenchError
 from taxonbench.taxonomy import Taxonomy
@@ -129,7 +129,6 @@ PARENT_RULES = ("first", "last")
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")  # files read from class folders (layout: folders)
 _WNID = re.compile(r"n\d{8}")
 _VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})\.JPEG")
-_BATCH = 256  # rows per yielded batch
 
 
 # ----------------------------------------------------------------- hierarchy
@@ -656,14 +655,14 @@ class ImageNet(FileDatasetAdapter):
         archive = root / (VAL_TAR if split == "test" else TRAIN_TAR)
         f = open(archive, "rb") if self.options.layout == "archives" else None
         try:
-            for start in range(0, len(records), _BATCH):
-                batch = records[start:start + _BATCH]
-                if f is not None:
-                    images = [ImageBytes(read_member(f, r.member, r.path), r.path) for r in batch]
-                else:
-                    images = [ImageFile(str(root / r.path)) for r in batch]
-                yield {"id": [r.id for r in batch], "image": images, "leaf": [leaf_of[r.wnid] for r in batch],
-                       "source_path": [r.path for r in batch], "wnid": [r.wnid for r in batch]}
+            yield from row_batches(records, lambda r: {
+                "id": r.id,
+                "image": (ImageBytes(read_member(f, r.member, r.path), r.path) if f is not None
+                          else ImageFile(str(root / r.path))),
+                "leaf": leaf_of[r.wnid],
+                "source_path": r.path,
+                "wnid": r.wnid,
+            })
         finally:
             if f is not None:
                 f.close()

@@ -78,7 +78,7 @@ import numpy as np
 
 from taxonbench import download
 from taxonbench.datasets import DATASETS
-from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows
+from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows, row_batches
 from taxonbench.datasets.images import ImageFile
 from taxonbench.errors import TaxonbenchError
 from taxonbench.taxonomy import RANKS_7, Taxonomy
@@ -86,7 +86,6 @@ from taxonbench.taxonomy import RANKS_7, Taxonomy
 SPLITS = ("train", "val", "test")
 INAT21_RANK_COUNTS = (3, 13, 51, 273, 1103, 4900, 10000)
 """Nodes per rank (kingdom ... species) of the full iNat2021 category list."""
-_BATCH = 256  # rows per yielded batch
 
 
 @dataclass(frozen=True)
@@ -306,14 +305,12 @@ class INaturalist(FileDatasetAdapter):
         leaf_of = {cid: i for i, (cid, _) in enumerate(categories)}
         records, root = self.records(split), self.files
         stem = Path(self.layout.train if split == "train" else self.layout.val).stem
-        for start in range(0, len(records), _BATCH):
-            batch = records[start:start + _BATCH]
-            yield {
-                "id": [f"{stem}-{r.image_id}" for r in batch],
-                "image": [ImageFile(str(root / r.file_name), f"annotation id {r.annotation_id}") for r in batch],
-                "leaf": [leaf_of[r.category_id] for r in batch],
-                "source_path": [r.file_name for r in batch],
-            }
+        yield from row_batches(records, lambda r: {
+            "id": f"{stem}-{r.image_id}",
+            "image": ImageFile(str(root / r.file_name), f"annotation id {r.annotation_id}"),
+            "leaf": leaf_of[r.category_id],
+            "source_path": r.file_name,
+        })
 
     def info(self) -> dict:
         return {

@@ -58,7 +58,7 @@ import numpy as np
 
 from taxonbench import download
 from taxonbench.datasets import DATASETS
-from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows
+from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows, row_batches
 from taxonbench.datasets.deepfashion import check_part_options, unseen_categories
 from taxonbench.datasets.images import ImageFile, ImageFormat
 from taxonbench.errors import TaxonbenchError
@@ -70,7 +70,6 @@ BASE_SPLITS = ("train", "val", "test")
 PART_SPLITS = tuple(f"{p}_{s}" for p in ("seen", "unseen") for s in BASE_SPLITS)
 CODECS = ("png", "jpeg")
 N_CATEGORIES = 40
-_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -229,16 +228,14 @@ class ModelNet40Views(FileDatasetAdapter):
     def rows(self, split: str) -> Iterator[Rows]:
         leaf_of = {p: i for i, p in enumerate(self._leaves)}
         views, folder = self.views(split), self.files / self.options.images_dir
-        for start in range(0, len(views), _BATCH):
-            batch = views[start:start + _BATCH]
-            yield {
-                "id": [f"{v.model}_v{v.view:03d}" for v in batch],
-                "image": [ImageFile(str(folder / v.rel)) for v in batch],
-                "leaf": [leaf_of[self._path(v)] for v in batch],
-                "model": [v.model for v in batch],
-                "view": [v.view for v in batch],
-                "source_path": [f"{self.options.images_dir}/{v.rel}" for v in batch],
-            }
+        yield from row_batches(views, lambda v: {
+            "id": f"{v.model}_v{v.view:03d}",
+            "image": ImageFile(str(folder / v.rel)),
+            "leaf": leaf_of[self._path(v)],
+            "model": v.model,
+            "view": v.view,
+            "source_path": f"{self.options.images_dir}/{v.rel}",
+        })
 
     def info(self) -> dict:
         per_split, unseen = self._views

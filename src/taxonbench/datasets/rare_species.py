@@ -59,7 +59,7 @@ import numpy as np
 
 from taxonbench import download
 from taxonbench.datasets import DATASETS
-from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows
+from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows, row_batches
 from taxonbench.datasets.images import ImageFile
 from taxonbench.errors import TaxonbenchError
 from taxonbench.taxonomy import RANKS_7, Taxonomy
@@ -70,7 +70,6 @@ RANK_COLUMNS = ("kingdom", "phylum", "class", "order", "family", "genus", "speci
 ID_COLUMN = "rarespecies_id"  # optional; the row id falls back to file_name
 COMMON_COLUMN = "common"  # optional
 SOURCE_KEY = "rare_species/metadata.csv"
-_BATCH = 256
 
 
 # ------------------------------------------------- helpers shared with crypticbio
@@ -229,15 +228,13 @@ class RareSpecies(FileDatasetAdapter):
                                   f"splits: {', '.join(self.splits())}")
         leaf_of = {p: i for i, p in enumerate(self._leaf_paths)}
         chosen = [self.samples[r] for r in self._split_rows[split]]
-        for start in range(0, len(chosen), _BATCH):
-            batch = chosen[start:start + _BATCH]
-            yield {
-                "id": [s.id for s in batch],
-                "image": [ImageFile(str(self.files / s.file_name), f"{METADATA} line {s.line}") for s in batch],
-                "leaf": [leaf_of[s.path] for s in batch],
-                "source_path": [s.file_name for s in batch],
-                "common_name": [s.common for s in batch],
-            }
+        yield from row_batches(chosen, lambda s: {
+            "id": s.id,
+            "image": ImageFile(str(self.files / s.file_name), f"{METADATA} line {s.line}"),
+            "leaf": leaf_of[s.path],
+            "source_path": s.file_name,
+            "common_name": s.common,
+        })
 
     def info(self) -> dict:
         return {**super().info(), "split_counts": {s: len(self._split_rows[s]) for s in self.splits()},

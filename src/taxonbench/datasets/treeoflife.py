@@ -80,7 +80,7 @@ import numpy as np
 
 from taxonbench import download
 from taxonbench.datasets import DATASETS
-from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows
+from taxonbench.datasets.base import ROWS_PER_BATCH, FileDatasetAdapter, FileOptions, Rows
 from taxonbench.datasets.images import ImageBytes
 from taxonbench.errors import TaxonbenchError
 from taxonbench.taxonomy import RANKS_7, Taxonomy
@@ -92,7 +92,6 @@ TAG_SUFFIX = "taxonTag.txt"  # the rank-tagged caption the taxonomy is parsed fr
 COMMON_SUFFIX = "common_name.txt"  # kept as the extra column common_name
 TAG_PREFIX = "a photo of "
 RANK_WORDS = RANKS_7  # the rank words of taxonTag.txt: kingdom phylum class order family genus species
-_BATCH = 256
 
 
 def placeholder(rank: str) -> str:
@@ -364,7 +363,7 @@ class TreeOfLife10M(FileDatasetAdapter):
                 batch["source_path"].append(where)
                 batch["common_name"].append(rec.common)
                 found += 1
-                if len(batch["id"]) >= _BATCH:
+                if len(batch["id"]) >= ROWS_PER_BATCH:
                     yield batch
                     batch = {k: [] for k in batch}
             if found != len(keys):
