@@ -59,12 +59,11 @@ from pathlib import Path
 
 from taxonbench import download
 from taxonbench.datasets import DATASETS
-from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows, row_batches
+from taxonbench.datasets.base import FileOptions, Rows, row_batches
 from taxonbench.datasets.images import ImageFile
-from taxonbench.datasets.rare_species import check_shots, epithet, read_csv, shot_split, split_names
+from taxonbench.datasets.rare_species import KShotSpecies, check_shots, epithet, read_csv
 from taxonbench.datasets.treeoflife import INCOMPLETE_RULES, complete_path
 from taxonbench.errors import TaxonbenchError
-from taxonbench.taxonomy import RANKS_7, Taxonomy
 
 SUBSETS = ("Common", "CommonUnseen", "Endangered", "Invasive")
 BENCHMARK_DIR = "CrypticBio-Benchmark"
@@ -130,11 +129,12 @@ class CrypticBioOptions(FileOptions):
 
 
 @DATASETS.register("crypticbio")
-class CrypticBio(FileDatasetAdapter):
+class CrypticBio(KShotSpecies):
     """CrypticBio benchmark subsets (see the module docstring)."""
 
     Options = CrypticBioOptions
     label = "CrypticBio"
+    shot_tag = b"crypticbio-shots"
 
     def validate_options(self) -> None:
         o, w = self.options, self.where
@@ -250,37 +250,14 @@ class CrypticBio(FileDatasetAdapter):
                     raise
                 (images / f"{source.filename}.part").unlink(missing_ok=True)
 
-    @cached_property
-    def _leaf_paths(self) -> list[tuple[str, ...]]:
-        return sorted({s.path for s in self._loaded[0]})
+    def shot_samples(self) -> list[Sample]:
+        return self._loaded[0]
 
-    @cached_property
-    def _taxonomy(self) -> Taxonomy:
-        return Taxonomy.from_paths(self._leaf_paths, RANKS_7, source=str(self.files / self.metadata_path))
-
-    def taxonomy(self) -> Taxonomy:
-        return self._taxonomy
-
-    def splits(self) -> list[str]:
-        return split_names(self.options.shots, self.options.val_shots)
-
-    @cached_property
-    def _split_rows(self) -> dict[str, list[int]]:
-        leaf_of = {p: i for i, p in enumerate(self._leaf_paths)}
-        groups: dict[int, list[int]] = {}
-        for r, s in enumerate(self._loaded[0]):
-            groups.setdefault(leaf_of[s.path], []).append(r)
-        return shot_split(groups, self.options.shots, self.options.val_shots, self.seed, b"crypticbio-shots",
-                          lambda leaf: f"{self.files / self.metadata_path}: species "
-                                       f"{' '.join(self._leaf_paths[leaf][-2:])}")
+    def metadata_file(self) -> Path:
+        return self.files / self.metadata_path
 
     def rows(self, split: str) -> Iterator[Rows]:
-        if split not in self.splits():
-            raise TaxonbenchError(f"CrypticBio dataset {self.name!r}: no split {split!r}; "
-                                  f"splits: {', '.join(self.splits())}")
-        samples = self._loaded[0]
-        leaf_of = {p: i for i, p in enumerate(self._leaf_paths)}
-        chosen = [samples[r] for r in self._split_rows[split]]
+        chosen, leaf_of = self.split_samples(split)
         name = Path(self.metadata_path).name
         kind = "row" if name.endswith(".parquet") else "line"
         images = self.files / IMAGES_DIR
@@ -295,5 +272,4 @@ class CrypticBio(FileDatasetAdapter):
     def info(self) -> dict:
         _, counts = self._loaded
         return {**super().info(), "metadata": self.metadata_path, **counts,
-                "split_counts": {s: len(self._split_rows[s]) for s in self.splits()},
                 "format_note": "column names are best knowledge (see datasets/crypticbio.py)"}

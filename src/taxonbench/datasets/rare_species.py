@@ -52,6 +52,7 @@ import csv
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 from functools import cached_property
 from pathlib import Path
 
@@ -132,6 +133,57 @@ def check_shots(options, where: str) -> None:
         raise TaxonbenchError(f"{where}.val_shots: needs shots > 0 (a val split without a train split)")
 
 
+class KShotSpecies(FileDatasetAdapter):
+    """An evaluation set of species images split per species into k-shot train / val and test.
+
+    Subclasses give :meth:`shot_samples` (objects with a ``path``: the 7-rank
+    taxon path), :meth:`metadata_file` (named in messages) and ``shot_tag``
+    (salts the seeded split); options carry ``shots`` and ``val_shots``.
+    """
+
+    shot_tag: ClassVar[bytes] = b""
+
+    def shot_samples(self) -> list:
+        raise NotImplementedError
+
+    def metadata_file(self) -> Path:
+        raise NotImplementedError
+
+    @cached_property
+    def _leaf_paths(self) -> list[tuple[str, ...]]:
+        return sorted({s.path for s in self.shot_samples()})
+
+    @cached_property
+    def _taxonomy(self) -> Taxonomy:
+        return Taxonomy.from_paths(self._leaf_paths, RANKS_7, source=str(self.metadata_file()))
+
+    def taxonomy(self) -> Taxonomy:
+        return self._taxonomy
+
+    def splits(self) -> list[str]:
+        return split_names(self.options.shots, self.options.val_shots)
+
+    @cached_property
+    def _split_rows(self) -> dict[str, list[int]]:
+        leaf_of = {p: i for i, p in enumerate(self._leaf_paths)}
+        groups: dict[int, list[int]] = {}
+        for r, s in enumerate(self.shot_samples()):
+            groups.setdefault(leaf_of[s.path], []).append(r)
+        return shot_split(groups, self.options.shots, self.options.val_shots, self.seed, self.shot_tag,
+                          lambda leaf: f"{self.metadata_file()}: species {' '.join(self._leaf_paths[leaf][-2:])}")
+
+    def split_samples(self, split: str) -> tuple[list, dict[tuple[str, ...], int]]:
+        """The samples of ``split`` in file order, and the leaf index of each taxon path."""
+        if split not in self.splits():
+            raise TaxonbenchError(f"{self.label} dataset {self.name!r}: no split {split!r}; "
+                                  f"splits: {', '.join(self.splits())}")
+        samples = self.shot_samples()
+        return [samples[r] for r in self._split_rows[split]], {p: i for i, p in enumerate(self._leaf_paths)}
+
+    def info(self) -> dict:
+        return {**super().info(), "split_counts": {s: len(self._split_rows[s]) for s in self.splits()}}
+
+
 @dataclass(frozen=True)
 class Sample:
     line: int
@@ -152,11 +204,12 @@ class RareSpeciesOptions(FileOptions):
 
 
 @DATASETS.register("rare_species")
-class RareSpecies(FileDatasetAdapter):
+class RareSpecies(KShotSpecies):
     """Rare Species (see the module docstring)."""
 
     Options = RareSpeciesOptions
     label = "Rare Species"
+    shot_tag = b"rare-species-shots"
 
     def validate_options(self) -> None:
         check_shots(self.options, self.where)
@@ -199,35 +252,14 @@ class RareSpecies(FileDatasetAdapter):
                                   f"{path}); {self.manual_note()}")
         return out
 
-    @cached_property
-    def _leaf_paths(self) -> list[tuple[str, ...]]:
-        return sorted({s.path for s in self.samples})
+    def shot_samples(self) -> list[Sample]:
+        return self.samples
 
-    @cached_property
-    def _taxonomy(self) -> Taxonomy:
-        return Taxonomy.from_paths(self._leaf_paths, RANKS_7, source=str(self.files / METADATA))
-
-    def taxonomy(self) -> Taxonomy:
-        return self._taxonomy
-
-    def splits(self) -> list[str]:
-        return split_names(self.options.shots, self.options.val_shots)
-
-    @cached_property
-    def _split_rows(self) -> dict[str, list[int]]:
-        leaf_of = {p: i for i, p in enumerate(self._leaf_paths)}
-        groups: dict[int, list[int]] = {}
-        for r, s in enumerate(self.samples):
-            groups.setdefault(leaf_of[s.path], []).append(r)
-        return shot_split(groups, self.options.shots, self.options.val_shots, self.seed, b"rare-species-shots",
-                          lambda leaf: f"{self.files / METADATA}: species {' '.join(self._leaf_paths[leaf][-2:])}")
+    def metadata_file(self) -> Path:
+        return self.files / METADATA
 
     def rows(self, split: str) -> Iterator[Rows]:
-        if split not in self.splits():
-            raise TaxonbenchError(f"Rare Species dataset {self.name!r}: no split {split!r}; "
-                                  f"splits: {', '.join(self.splits())}")
-        leaf_of = {p: i for i, p in enumerate(self._leaf_paths)}
-        chosen = [self.samples[r] for r in self._split_rows[split]]
+        chosen, leaf_of = self.split_samples(split)
         yield from row_batches(chosen, lambda s: {
             "id": s.id,
             "image": ImageFile(str(self.files / s.file_name), f"{METADATA} line {s.line}"),
@@ -237,6 +269,6 @@ class RareSpecies(FileDatasetAdapter):
         })
 
     def info(self) -> dict:
-        return {**super().info(), "split_counts": {s: len(self._split_rows[s]) for s in self.splits()},
+        return {**super().info(),
                 "protocol": f"{self.options.shots}-shot train, {self.options.val_shots}-shot val per species; "
                             f"the rest is test"}
