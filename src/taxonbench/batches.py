@@ -12,6 +12,14 @@ Two interchangeable sources, chosen by :func:`make_batches`:
 
 Both draw the data order and the augmentation of epoch ``e`` from a generator
 seeded with ``(seed, e)``, so a resumed run replays an uninterrupted one.
+
+Distributed training (:mod:`taxonbench.distributed`): every rank draws the
+same order and the same augmentation for the whole *global* batch and keeps
+its slice (:class:`~taxonbench.distributed.Part`, :meth:`epoch_parts`), so N
+processes see exactly the images, crops and flips one process would. The
+loader path seeds each image's transform from the epoch generator (one seed
+per position in the epoch's order), so its augmentation depends neither on
+the rank count nor on the number of DataLoader workers.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from taxonbench.distributed import WHOLE, Part
 from taxonbench.models.backbones import Preprocess
 from taxonbench.shards import ShardDataset, decode_image, read_shard, split_files
 
@@ -91,30 +100,43 @@ class DecodedBatches:
     def __len__(self) -> int:
         return len(self.leaves)
 
-    def _augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def _augment(self, x: torch.Tensor, gen: torch.Generator, n: int, lo: int, hi: int) -> torch.Tensor:
+        """Crop offsets and flips drawn for all ``n`` rows of the global batch; rows ``lo:hi`` are ``x``."""
         pad = int(self.augment.get("random_crop_padding", 0))
+        if pad:
+            oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)[lo:hi].to(x.device)
+            ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen)[lo:hi].to(x.device)
+        if self.augment.get("hflip"):
+            flip = (torch.rand(n, generator=gen) < 0.5)[lo:hi].to(x.device)
         b, _, h, w = x.shape
+        if b == 0:
+            return x
         if pad:
             padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-            oy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
-            ox = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
             rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
             cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
             x = padded[torch.arange(b, device=x.device)[:, None, None, None],
                        torch.arange(3, device=x.device)[None, :, None, None], rows, cols]
         if self.augment.get("hflip"):
-            flip = (torch.rand(b, generator=gen) < 0.5).to(x.device)
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
         return x
 
-    def epoch(self, batch_size: int, shuffle: bool, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch_parts(self, batch_size: int, shuffle: bool, gen: torch.Generator,
+                    part: Part = WHOLE) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``(images, leaf, batch_leaf)`` per global batch: this rank's rows and the whole batch's labels."""
         order = torch.randperm(len(self), generator=gen) if shuffle else torch.arange(len(self))
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            x = self.images[idx].to(self.device, non_blocking=True)
+            lo, hi = part.bounds(len(idx))
+            x = self.images[idx[lo:hi]].to(self.device, non_blocking=True)
             if self.augment is not None:
-                x = self._augment(x, gen)  # crops and flips commute with the per-pixel normalisation
-            yield normalize_batch(x, self.preprocess), self.leaves[idx].to(self.device, non_blocking=True)
+                x = self._augment(x, gen, len(idx), lo, hi)  # crops and flips commute with the normalisation
+            yield (normalize_batch(x, self.preprocess), self.leaves[idx[lo:hi]].to(self.device, non_blocking=True),
+                   self.leaves[idx].to(self.device, non_blocking=True))
+
+    def epoch(self, batch_size: int, shuffle: bool, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, leaf, _ in self.epoch_parts(batch_size, shuffle, gen):
+            yield x, leaf
 
 
 def block_shuffled_order(offsets: np.ndarray, block_shards: int, gen: torch.Generator) -> list[int]:
@@ -136,6 +158,28 @@ def block_shuffled_order(offsets: np.ndarray, block_shards: int, gen: torch.Gene
     return order
 
 
+class _SeededItems:
+    """``dataset[index]`` with torch's CPU generator seeded by ``seed`` for the item's random transforms
+    (torchvision draws from it), then restored; ``seed`` None: no seeding (evaluation)."""
+
+    def __init__(self, dataset: ShardDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int | None]):
+        index, seed = key
+        if seed is None:
+            return self.dataset[index]
+        state = torch.default_generator.get_state()
+        torch.default_generator.manual_seed(seed)
+        try:
+            return self.dataset[index]
+        finally:
+            torch.default_generator.set_state(state)
+
+
 class LoaderBatches:
     """A DataLoader over the shards with per-image torchvision transforms.
 
@@ -146,22 +190,48 @@ class LoaderBatches:
     def __init__(self, shards_dir: str | os.PathLike, split: str, preprocess: Preprocess, image_size: int,
                  augment: dict | None, device: torch.device, num_workers: int) -> None:
         self.dataset = ShardDataset(shards_dir, split, image_transform(preprocess, image_size, augment))
+        self.augmented = augment is not None
+        self.size = preprocess.image_size or image_size
         self.preprocess = preprocess
         self.device = device
         self.num_workers = num_workers
+        self._leaves: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def epoch(self, batch_size: int, shuffle: bool, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))  # in-process transforms
+    def epoch_parts(self, batch_size: int, shuffle: bool, gen: torch.Generator,
+                    part: Part = WHOLE) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``(images, leaf, batch_leaf)`` per global batch: this rank's rows and the whole batch's labels."""
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))  # in-process randomness
         order = (block_shuffled_order(self.dataset.index.offsets, self.dataset.cache_shards, gen) if shuffle
-                 else range(len(self.dataset)))
-        loader = DataLoader(self.dataset, batch_size=batch_size, sampler=order, num_workers=self.num_workers,
-                            pin_memory=self.device.type == "cuda", persistent_workers=False)
-        for images, leaf in loader:
+                 else list(range(len(self.dataset))))
+        seeds = (torch.randint(0, 2**62, (len(order),), generator=gen).tolist() if self.augmented
+                 else [None] * len(order))
+        if self._leaves is None:
+            self._leaves = self.dataset.leaves
+        batches = []
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            lo, hi = part.bounds(len(rows))
+            batches.append((rows, list(zip(rows[lo:hi], seeds[start + lo : start + hi]))))
+        loader = DataLoader(_SeededItems(self.dataset), batch_sampler=[keys for _, keys in batches if keys],
+                            num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
+                            persistent_workers=False)
+        loaded = iter(loader)
+        for rows, keys in batches:
+            if keys:
+                images, leaf = next(loaded)
+            else:  # a last batch smaller than the number of ranks leaves this one without a row
+                images = torch.zeros((0, 3, self.size, self.size), dtype=torch.uint8)
+                leaf = torch.zeros(0, dtype=torch.int64)
             x = normalize_batch(images.to(self.device, non_blocking=True), self.preprocess)
-            yield x, leaf.to(self.device, non_blocking=True)
+            yield (x, leaf.to(self.device, non_blocking=True),
+                   torch.as_tensor(self._leaves[rows]).to(self.device, non_blocking=True))
+
+    def epoch(self, batch_size: int, shuffle: bool, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, leaf, _ in self.epoch_parts(batch_size, shuffle, gen):
+            yield x, leaf
 
 
 def make_batches(shards_dir: str | os.PathLike, split: str, preprocess: Preprocess, image_size: int,

@@ -9,6 +9,7 @@ A user mistake prints one line ``taxonbench: error: ...`` and exits with 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -77,7 +78,8 @@ def cmd_train(args) -> None:
 
     s = _resolve(args, train_settings, args.dataset, args.method)
     path = train(s, args.shards, args.out, progress=not args.no_progress)
-    print(f"wrote {path}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 wrote the model
+        print(f"wrote {path}")
 
 
 def cmd_logits(args) -> None:
@@ -185,7 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_samples_figure)
 
-    p = sub.add_parser("train", help="train one method on one dataset")
+    p = sub.add_parser("train", help="train one method on one dataset",
+                       description="Train one method on one dataset. Started by torchrun (torchrun --standalone "
+                                   "--nproc-per-node N -m taxonbench.cli train ...), the N processes train one model "
+                                   "data-parallel, with the results of one process (docs/distributed.md).")
     p.add_argument("--dataset", help="dataset name (with --params)")
     p.add_argument("--method", help="method name (with --params)")
     p.add_argument("--shards", required=True)

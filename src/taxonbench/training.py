@@ -7,12 +7,19 @@
 - A checkpoint is written atomically after every epoch; a killed run resumes
   from it when started again with the same settings.
 - CUDA with automatic mixed precision when present, CPU otherwise.
+- Under ``torchrun`` (several processes: :mod:`taxonbench.distributed`) the
+  model is wrapped in DistributedDataParallel and every global batch is split
+  between the ranks; the data order, augmentation, loss, BatchNorm statistics
+  and optimisation steps are those of one process with the same global batch
+  (docs/distributed.md). Rank 0 alone writes the checkpoint, the model and the
+  log; the model saved is the unwrapped method.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import inspect
 import io
 import json
 import math
@@ -25,10 +32,13 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from taxonbench import distributed
 from taxonbench.batches import epoch_generator, make_batches
+from taxonbench.distributed import Context
 from taxonbench.errors import TaxonbenchError
 from taxonbench.io import atomic_path, load_weights_only, write_text_atomic
 from taxonbench.methods import METHODS, Method
+from taxonbench.methods.hccf import HCCF
 from taxonbench.models.backbones import Preprocess, build_backbone
 from taxonbench.shards import TAXONOMY, read_manifest
 from taxonbench.taxonomy import Taxonomy
@@ -37,6 +47,12 @@ CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 TRAIN_LOG = "train_log.csv"
 LOG_COLUMNS = ["epoch", "train_loss", "train_top1", "val_top1", "lr", "seconds"]
+#: ``train`` keys that say how many processes run a training, not what it computes: a checkpoint
+#: written with one process count resumes with another (the results agree up to floating-point order)
+LAUNCH_KEYS = ("gpus", "cpu_processes")
+#: ``training_forward`` implementations that read only the *set* of labels in the batch (to choose the
+#: outputs to compute): under DDP they are given the whole global batch's labels and stay exact
+_LABEL_SET_FORWARDS = (HCCF.training_forward,)
 
 
 def resolve_device(setting: str) -> torch.device:
@@ -87,15 +103,51 @@ def _optimizer(params, cfg: dict) -> torch.optim.Optimizer:
 
 
 @torch.no_grad()
-def _accuracy(model: Method, batches, batch_size: int, device, amp: bool) -> float:
+def _accuracy(model: Method, batches, batch_size: int, device, amp: bool, ctx: Context | None = None) -> float:
+    """Top-1 over the split; under DDP each rank scores its slice of every batch and the counts are summed."""
+    ctx = ctx or Context(device=device)
     model.eval()
     correct = total = 0
-    for images, leaf in batches.epoch(batch_size, False, epoch_generator(0, 0)):
-        with torch.autocast(device.type, enabled=amp):
-            out = model(images)
-        correct += int((model.predict_leaf(out) == leaf).sum())
+    for images, leaf, _ in batches.epoch_parts(batch_size, False, epoch_generator(0, 0), ctx.part):
+        if len(leaf):
+            with torch.autocast(device.type, enabled=amp):
+                out = model(images)
+            correct += int((model.predict_leaf(out) == leaf).sum())
         total += len(leaf)
+    correct, total = distributed.all_reduce_sum(ctx, [correct, total])
     return correct / max(1, total)
+
+
+#: buffers agree on every rank already (the same initialisation; BatchNorm statistics of the global batch),
+#: so DDP need not broadcast them before every forward (HCCF's prompt tokens alone are megabytes at iNat
+#: scale); ``forward_sync_buffers`` replaces ``broadcast_buffers`` in recent PyTorch
+_NO_BUFFER_SYNC = ({"forward_sync_buffers": False}
+                   if "forward_sync_buffers" in inspect.signature(torch.nn.parallel.DistributedDataParallel).parameters
+                   else {"broadcast_buffers": False})
+
+
+class _TrainingStep(torch.nn.Module):
+    """``method.training_forward`` as a module's ``forward``, so that DistributedDataParallel (which
+    hooks ``forward``) wraps the training computation; holds no state of its own."""
+
+    def __init__(self, method: Method) -> None:
+        super().__init__()
+        self.method = method
+
+    def forward(self, images: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
+        return self.method.training_forward(images, leaf)
+
+
+def _check_splittable(method: Method, where: str) -> None:
+    """Refuse a method whose training outputs may depend on how a batch is split between processes."""
+    forward = type(method).training_forward
+    if forward is not Method.training_forward and forward not in _LABEL_SET_FORWARDS:
+        raise TaxonbenchError(
+            f"{where}: method {method.name!r} overrides training_forward, so its training outputs may depend on "
+            "how a batch is split between processes; taxonbench cannot make it exact under several processes. "
+            "Train it with one process (train.gpus <= 1, train.cpu_processes: 1), or list its training_forward in "
+            "taxonbench.training._LABEL_SET_FORWARDS if it reads only the set of labels in the batch"
+        )
 
 
 def _save_torch_atomic(obj: Any, path: Path) -> None:
@@ -106,17 +158,27 @@ def _save_torch_atomic(obj: Any, path: Path) -> None:
 def train(settings: dict, shards_dir: str | os.PathLike, out_dir: str | os.PathLike, progress: bool = True) -> Path:
     """Train one method on one prepared dataset; write ``model.pt`` and ``train_log.csv`` in ``out_dir``.
 
-    ``settings`` is :func:`taxonbench.params.train_settings` output.
+    ``settings`` is :func:`taxonbench.params.train_settings` output. Started by torchrun, every
+    process calls this; they form one data-parallel run (:mod:`taxonbench.distributed`).
     """
-    shards_dir, out_dir = Path(shards_dir), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx = distributed.setup(resolve_device(settings["device"]))
+    try:
+        return _train(settings, Path(shards_dir), Path(out_dir), progress, ctx)
+    finally:
+        distributed.teardown(ctx)
+
+
+def _train(settings: dict, shards_dir: Path, out_dir: Path, progress: bool, ctx: Context) -> Path:
+    if ctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(shards_dir)
     taxonomy = Taxonomy.read(shards_dir / TAXONOMY)
     cfg = settings["train"]
     seed = int(settings["seed"])
-    device = resolve_device(settings["device"])
+    device = ctx.device
     amp = bool(cfg["amp"]) and device.type == "cuda"
     torch.set_num_threads(cfg["threads"])
+    where = f"train {settings['dataset']}/{settings.get('experiment', settings['method'])}"
 
     torch.manual_seed(seed)
     meta = {
@@ -132,6 +194,9 @@ def train(settings: dict, shards_dir: str | os.PathLike, out_dir: str | os.PathL
     }
     model, preprocess = build_method(meta, taxonomy)
     meta["preprocess"] = asdict(preprocess)
+    if ctx.distributed:
+        _check_splittable(model, where)
+        model = distributed.convert_batchnorm(model, ctx)
     model.to(device)
 
     def batches(split: str, augment: dict | None):
@@ -140,14 +205,15 @@ def train(settings: dict, shards_dir: str | os.PathLike, out_dir: str | os.PathL
 
     train_set = batches("train", cfg["augment"])
     val_set = batches("val", None) if "val" in manifest["splits"] else None
-    steps_per_epoch = math.ceil(len(train_set) / cfg["batch_size"])
+    steps_per_epoch = math.ceil(len(train_set) / cfg["batch_size"])  # global batches: the same for any rank count
     optimizer = _optimizer(model.parameters(), cfg["optimizer"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _lr_lambda(cfg["schedule"], cfg["epochs"], steps_per_epoch)
     )
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
 
-    digest = settings_digest({**settings, "shards": manifest})
+    digest = settings_digest({**settings, "train": {k: v for k, v in cfg.items() if k not in LAUNCH_KEYS},
+                              "shards": manifest})
     start_epoch, log_rows = 0, []
     ckpt_path = out_dir / CHECKPOINT
     if ckpt_path.exists():
@@ -158,21 +224,32 @@ def train(settings: dict, shards_dir: str | os.PathLike, out_dir: str | os.PathL
             scheduler.load_state_dict(ckpt["scheduler"])
             scaler.load_state_dict(ckpt["scaler"])
             start_epoch, log_rows = int(ckpt["epoch"]) + 1, list(ckpt["log"])
-            print(f"resuming {out_dir} from epoch {start_epoch}", flush=True)
-        else:
+            if ctx.is_main:
+                print(f"resuming {out_dir} from epoch {start_epoch}", flush=True)
+        elif ctx.is_main:
             print(f"{ckpt_path}: settings changed since this checkpoint; starting afresh", flush=True)
+    if ctx.distributed:  # every rank must have read the same checkpoint (a shared out_dir) and built the same model
+        distributed.check_identical(ctx, f"the starting weights and epoch ({ckpt_path} must be on a file system "
+                                    "every node sees)", [*model.state_dict().values(), torch.tensor(start_epoch)])
+        stepper: torch.nn.Module = torch.nn.parallel.DistributedDataParallel(
+            _TrainingStep(model), device_ids=[device.index] if device.type == "cuda" else None, **_NO_BUFFER_SYNC)
+    else:
+        stepper = _TrainingStep(model)
 
     for epoch in range(start_epoch, cfg["epochs"]):
         t0 = time.time()
         model.train()
         total_loss = correct = seen = 0.0
-        bar = tqdm(train_set.epoch(cfg["batch_size"], True, epoch_generator(seed, epoch)),
+        bar = tqdm(train_set.epoch_parts(cfg["batch_size"], True, epoch_generator(seed, epoch), ctx.part),
                    total=steps_per_epoch, desc=f"{settings['method']} epoch {epoch + 1}/{cfg['epochs']}",
-                   disable=not progress, mininterval=2.0, leave=False)
-        for images, leaf in bar:
+                   disable=not (progress and ctx.is_main), mininterval=2.0, leave=False)
+        for images, leaf, batch_leaf in bar:
+            sizes = ctx.part.sizes(len(batch_leaf))
             with torch.autocast(device.type, enabled=amp):
-                outputs = model.training_forward(images, leaf)
-            loss = model.loss(outputs, leaf)
+                # under DDP the labels given are the whole batch's: HCCF encodes the batch's taxa from them
+                outputs = stepper(images, batch_leaf if ctx.distributed else leaf)
+            # every rank computes the one-process loss of the whole batch (distributed.gather_rows)
+            loss = model.loss(distributed.gather_rows(ctx, outputs, sizes), batch_leaf)
             if not torch.isfinite(loss):
                 raise TaxonbenchError(f"{settings['method']}: the training loss became {loss.item()} at epoch {epoch + 1}")
             optimizer.zero_grad(set_to_none=True)
@@ -180,10 +257,12 @@ def train(settings: dict, shards_dir: str | os.PathLike, out_dir: str | os.PathL
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
-            total_loss += float(loss.detach()) * len(leaf)
-            correct += float((model.predict_leaf(outputs.detach()) == leaf).sum())
-            seen += len(leaf)
-        val_top1 = _accuracy(model, val_set, cfg["eval_batch_size"], device, amp) \
+            total_loss += float(loss.detach()) * len(batch_leaf)
+            if len(leaf):
+                correct += float((model.predict_leaf(outputs.detach()) == leaf).sum())
+            seen += len(batch_leaf)
+        (correct,) = distributed.all_reduce_sum(ctx, [correct])
+        val_top1 = _accuracy(model, val_set, cfg["eval_batch_size"], device, amp, ctx) \
             if val_set is not None else float("nan")
         row = {
             "epoch": epoch + 1,
@@ -194,28 +273,31 @@ def train(settings: dict, shards_dir: str | os.PathLike, out_dir: str | os.PathL
             "seconds": time.time() - t0,
         }
         log_rows.append(row)
-        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
-        _save_torch_atomic(
-            {
-                "digest": digest,
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "log": log_rows,
-            },
-            ckpt_path,
-        )
+        if ctx.is_main:
+            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+            _save_torch_atomic(
+                {
+                    "digest": digest,
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "log": log_rows,
+                },
+                ckpt_path,
+            )
 
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS)
-    writer.writeheader()
-    writer.writerows(log_rows)
-    write_text_atomic(out_dir / TRAIN_LOG, buf.getvalue())
     model_path = out_dir / MODEL
-    _save_torch_atomic({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "meta": meta}, model_path)
-    ckpt_path.unlink(missing_ok=True)
+    if ctx.is_main:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS)
+        writer.writeheader()
+        writer.writerows(log_rows)
+        write_text_atomic(out_dir / TRAIN_LOG, buf.getvalue())
+        _save_torch_atomic({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "meta": meta},
+                           model_path)
+        ckpt_path.unlink(missing_ok=True)
     return model_path
 
 

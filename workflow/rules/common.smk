@@ -99,6 +99,24 @@ def train_threads(wildcards):
     return PARAMS["train"]["threads"]
 
 
+def train_processes(wildcards):
+    """Data-parallel processes of one training: one per GPU asked for (train.gpus), else
+    train.cpu_processes (gloo); a method's `train:` block may override both (docs/distributed.md)."""
+    train = train_settings(PARAMS, wildcards.dataset, wildcards.method)["train"]
+    return train["gpus"] if train["gpus"] >= 1 else train["cpu_processes"]
+
+
+def train_gpus(wildcards):
+    """The train rule's gpu resource (SLURM --gpus=N): train.gpus of the experiment."""
+    return train_settings(PARAMS, wildcards.dataset, wildcards.method)["train"]["gpus"]
+
+
+def train_launcher(wildcards):
+    """`taxonbench` for one process; torchrun with one process per GPU (or CPU process) otherwise."""
+    n = train_processes(wildcards)
+    return "taxonbench" if n == 1 else f"torchrun --standalone --nproc-per-node {n} -m taxonbench.cli"
+
+
 def inference_options_json(wildcards):
     return json.dumps(inference_options(PARAMS, wildcards.inference), sort_keys=True)
 

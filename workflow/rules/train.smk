@@ -9,6 +9,7 @@ rule train:
         settings=method_settings,
         shards=shards_dir,
         out=model_dir,
+        launcher=train_launcher,
     log:
         "logs/train/{dataset}/{method}.log",
     conda:
@@ -17,8 +18,9 @@ rule train:
     resources:
         runtime=240,
         mem_mb=8000,
+        gpu=train_gpus,
     shell:
-        "taxonbench train --shards {params.shards} --out {params.out}"
+        "{params.launcher} train --shards {params.shards} --out {params.out}"
         " --settings {params.settings:q} --no-progress > {log} 2>&1"
 
 
