@@ -247,3 +247,23 @@ def test_refuses_a_method_whose_training_outputs_depend_on_the_split():
     training._check_splittable(METHODS.get("hccf").__new__(METHODS.get("hccf")), "here")  # HCCF: exact
     with pytest.raises(TaxonbenchError, match="overrides training_forward"):
         training._check_splittable(Custom.__new__(Custom), "train toy/custom")
+
+
+def test_loader_augmentation_depends_on_neither_workers_nor_ranks(toy_shards):
+    """Each image's transform is seeded from the epoch generator: 0 or 2 DataLoader workers, one rank
+    or the two halves of every batch, give the same augmented pixels."""
+    from taxonbench.batches import LoaderBatches, epoch_generator
+    from taxonbench.models.backbones import Preprocess
+
+    cpu, augment = torch.device("cpu"), {"random_crop_padding": 2, "hflip": True}
+    runs = {}
+    for workers in (0, 2):
+        source = LoaderBatches(toy_shards, "train", Preprocess(), 16, augment, cpu, workers)
+        runs[workers] = list(source.epoch(10, True, epoch_generator(3, 1)))
+        halves = [list(source.epoch_parts(10, True, epoch_generator(3, 1), Part(r, 2))) for r in range(2)]
+        for (x, leaf), a, b in zip(runs[workers], *halves):
+            torch.testing.assert_close(torch.cat([a[0], b[0]]), x, rtol=0, atol=0)
+            assert torch.cat([a[1], b[1]]).tolist() == leaf.tolist() == a[2].tolist() == b[2].tolist()
+    for (xa, la), (xb, lb) in zip(runs[0], runs[2]):
+        torch.testing.assert_close(xa, xb, rtol=0, atol=0)
+        assert la.tolist() == lb.tolist()

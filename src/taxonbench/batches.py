@@ -206,21 +206,28 @@ class LoaderBatches:
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))  # in-process randomness
         order = (block_shuffled_order(self.dataset.index.offsets, self.dataset.cache_shards, gen) if shuffle
                  else list(range(len(self.dataset))))
-        seeds = (torch.randint(0, 2**62, (len(order),), generator=gen).tolist() if self.augmented
-                 else [None] * len(order))
+        seeds = torch.randint(0, 2**62, (len(order),), generator=gen) if self.augmented else None
         if self._leaves is None:
             self._leaves = self.dataset.leaves
-        batches = []
-        for start in range(0, len(order), batch_size):
+        starts = range(0, len(order), batch_size)
+
+        def local_keys(start: int) -> list[tuple[int, int | None]]:
+            """This rank's rows of the global batch at ``start``, each with its transform seed."""
+            lo, hi = part.bounds(len(order[start : start + batch_size]))
+            local_seeds = [None] * (hi - lo) if seeds is None else seeds[start + lo : start + hi].tolist()
+            return list(zip(order[start + lo : start + hi], local_seeds))
+
+        class _LocalBatches:  # the DataLoader's batch sampler: this rank's non-empty slices, made as they are read
+            def __iter__(self):
+                return (keys for keys in map(local_keys, starts) if keys)
+
+        loaded = iter(DataLoader(_SeededItems(self.dataset), batch_sampler=_LocalBatches(),
+                                 num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
+                                 persistent_workers=False))
+        for start in starts:
             rows = order[start : start + batch_size]
             lo, hi = part.bounds(len(rows))
-            batches.append((rows, list(zip(rows[lo:hi], seeds[start + lo : start + hi]))))
-        loader = DataLoader(_SeededItems(self.dataset), batch_sampler=[keys for _, keys in batches if keys],
-                            num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
-                            persistent_workers=False)
-        loaded = iter(loader)
-        for rows, keys in batches:
-            if keys:
+            if hi > lo:
                 images, leaf = next(loaded)
             else:  # a last batch smaller than the number of ranks leaves this one without a row
                 images = torch.zeros((0, 3, self.size, self.size), dtype=torch.uint8)
