@@ -131,7 +131,7 @@ def rule_environments() -> dict[Path, list[str]]:
     found: dict[Path, list[str]] = {}
     for source in [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]:
         text = source.read_text()
-        for match in re.finditer(r"^[ \t]*conda:[ \t]*\n[ \t]*[\"']([^\"']+)[\"']", text, re.MULTILINE):
+        for match in re.finditer(r"^[ \t]*conda:\s*[\"']([^\"']+)[\"']", text, re.MULTILINE):
             path = (source.parent / match.group(1)).resolve()
             line = text.count("\n", 0, match.start()) + 1
             found.setdefault(path, []).append(f"{source.relative_to(REPO)}:{line}")
