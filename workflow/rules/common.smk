@@ -181,3 +181,73 @@ def get_final_outputs():
         + expand("results/figures/operating_curves_{dataset}.png", dataset=DATASETS)
         + expand("results/figures/{dataset}_samples.png", dataset=DATASETS)
     )
+
+
+# Cluster resources. Every rule declares runtime (minutes), mem_mb and cpus_per_task, which
+# the SLURM executor turns into `sbatch -t/--mem/--cpus-per-task` (workflow/profiles/slurm,
+# docs/cluster.md); partition, account and GPU type come from the profile, never from here.
+# Sized for paper-scale data (iNat, ImageNet, TreeOfLife-10M prepare and training) and small
+# for the synthetic default, which the pipeline generates itself in seconds.
+MINUTES_PER_DAY = 24 * 60
+
+
+def _generated(dataset):
+    """True for the synthetic datasets: thousands of tiny images, so every job is short and small."""
+    return PARAMS["datasets"][dataset]["source"] == "synthetic"
+
+
+def _train_of(wildcards):
+    return train_settings(PARAMS, wildcards.dataset, wildcards.method)["train"]
+
+
+def _train_processes(train):
+    """Processes of one training job: one per requested GPU under torchrun, else one."""
+    return max(1, int(train.get("gpus") or 0))
+
+
+def prepare_runtime(wildcards):
+    # measured ~150 images/s per worker: iNat21 (2.8 M) takes ~45 min with 8 workers,
+    # TreeOfLife-10M hours (README, "Using the real datasets")
+    return 60 if _generated(wildcards.dataset) else MINUTES_PER_DAY
+
+
+def prepare_mem_mb(wildcards):
+    # each worker decodes and resizes one shard of images at a time; the parent writes Parquet
+    return 2000 + 1000 * prepare_workers(wildcards)
+
+
+def train_cpus(wildcards):
+    """torch threads plus DataLoader workers, for each torchrun process."""
+    train = _train_of(wildcards)
+    return (train["threads"] + train["num_workers"]) * _train_processes(train)
+
+
+def train_mem_mb(wildcards):
+    """Per process: 4 GB for the model, optimiser and CUDA context, the decoded in-memory split
+    (cache_decoded_mb) and 1.5 GB per DataLoader worker."""
+    train = _train_of(wildcards)
+    return (4000 + train["cache_decoded_mb"] + 1500 * train["num_workers"]) * _train_processes(train)
+
+
+def train_runtime(wildcards):
+    """A day for real data: the common partition time limit. Longer trainings (ImageNet or
+    TreeOfLife-10M on one GPU) continue from their last epoch checkpoint when the job is run
+    again (`--retries`, or the next run: rerun-incomplete)."""
+    if _generated(wildcards.dataset):
+        return 60 + 10 * _train_of(wildcards)["epochs"]
+    return MINUTES_PER_DAY
+
+
+def logits_gpu(wildcards):
+    """One GPU to dump a model's outputs when its training asked for GPUs; none on CPU."""
+    return 1 if int(_train_of(wildcards).get("gpus") or 0) > 0 else 0
+
+
+def logits_runtime(wildcards):
+    # the train split of TreeOfLife-10M (fitted inference) is millions of images
+    return 60 if _generated(wildcards.dataset) else 8 * 60
+
+
+def job_threads(wildcards, threads):
+    """cpus_per_task = the threads the job runs with (the `threads` directive), so SLURM gives it a CPU each."""
+    return threads

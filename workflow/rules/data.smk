@@ -9,8 +9,9 @@ rule download:
     conda:
         "../../environment.yml"
     resources:
-        runtime=24 * 60,
+        runtime=MINUTES_PER_DAY,  # upstream archives of tens to hundreds of GB
         mem_mb=2000,
+        cpus_per_task=1,
     shell:
         "taxonbench download --dataset {wildcards.dataset} --done {output}"
         " --settings {params.settings:q} > {log} 2>&1"
@@ -31,8 +32,9 @@ rule prepare:
         "../../environment.yml"
     threads: prepare_workers
     resources:
-        runtime=60,
-        mem_mb=4000,
+        runtime=prepare_runtime,
+        mem_mb=prepare_mem_mb,
+        cpus_per_task=prepare_workers,
     shell:
         "taxonbench prepare --dataset {wildcards.dataset} --out {params.out} --workers {threads}"
         " --settings {params.settings:q} > {log} 2>&1"
@@ -49,5 +51,9 @@ rule samples_figure:
         "logs/figures/{dataset}_samples.log",
     conda:
         "../../environment.yml"
+    resources:
+        runtime=15,
+        mem_mb=2000,
+        cpus_per_task=1,
     shell:
         "taxonbench samples-figure --shards {params.shards} --out {output} > {log} 2>&1"

@@ -13,7 +13,8 @@ rule evaluate:
         "../../environment.yml"
     resources:
         runtime=60,
-        mem_mb=8000,
+        mem_mb=8000,  # operating curve over every test sample and node (README: < 1 GB at iNat21 scale)
+        cpus_per_task=1,
     shell:
         "taxonbench evaluate --scores {input.scores} --shards {params.shards}"
         " --out {output.metrics} --curve {output.curve} > {log} 2>&1"

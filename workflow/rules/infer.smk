@@ -18,6 +18,7 @@ rule fit_inference:
     resources:
         runtime=120,
         mem_mb=8000,
+        cpus_per_task=job_threads,
     shell:
         "taxonbench fit-inference --inference {wildcards.inference} --logits {input.logits}"
         " --shards {params.shards} --options {params.options:q} --seed {params.seed} --threads {threads}"
@@ -41,6 +42,7 @@ rule infer:
     resources:
         runtime=60,
         mem_mb=8000,
+        cpus_per_task=1,
     shell:
         "taxonbench infer --inference {wildcards.inference} --logits {input.logits}"
         " --shards {params.shards} --options {params.options:q} {params.state}"

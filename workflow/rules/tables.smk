@@ -9,6 +9,10 @@ rule tables:
         "logs/tables.log",
     conda:
         "../../environment.yml"
+    resources:
+        runtime=15,
+        mem_mb=2000,
+        cpus_per_task=1,
     shell:
         "taxonbench tables --metrics-root results/metrics --out results/tables"
         " --settings {params.settings:q} > {log} 2>&1"
@@ -23,6 +27,10 @@ rule curves_figure:
         "logs/figures/operating_curves_{dataset}.log",
     conda:
         "../../environment.yml"
+    resources:
+        runtime=15,
+        mem_mb=2000,
+        cpus_per_task=1,
     shell:
         "taxonbench curves-figure --title 'Operating curves: {wildcards.dataset}'"
         " --out {output} {input} > {log} 2>&1"

@@ -16,8 +16,9 @@ rule train:
         "../../environment.yml"
     threads: train_threads
     resources:
-        runtime=240,
-        mem_mb=8000,
+        runtime=train_runtime,
+        mem_mb=train_mem_mb,
+        cpus_per_task=train_cpus,
         gpu=train_gpus,
     shell:
         "{params.launcher} train --shards {params.shards} --out {params.out}"
@@ -40,8 +41,10 @@ rule logits:
         "../../environment.yml"
     threads: train_threads
     resources:
-        runtime=60,
+        runtime=logits_runtime,
         mem_mb=8000,
+        cpus_per_task=job_threads,
+        gpu=logits_gpu,
     shell:
         "taxonbench logits --model {input.model} --shards {params.shards} --split {wildcards.split}"
         " --batch-size {params.batch_size} --threads {threads} --out {output.scores} > {log} 2>&1"
