@@ -114,7 +114,8 @@ def test_slurm_profile_replaces_the_local_defaults(tmp_path):
     assert not {"cores", "resources"} & set(profile), "cores/resources would cap what SLURM allocates"
     assert not (PROFILE / "profile.yaml").exists(), "Snakemake >= 9.19 would read profile.yaml instead"
     local = yaml.safe_load((REPO / "workflow" / "profiles" / "default" / "config.yaml").read_text())
-    for key in ("rerun-incomplete", "printshellcmds", "show-failed-logs", "consider-ancient"):
+    for key in ("rerun-incomplete", "printshellcmds", "show-failed-logs", "scheduler", "max-checksum-file-size",
+                "consider-ancient"):
         if key in local:
             assert profile.get(key) == local[key], f"{key}: the SLURM profile differs from profiles/default"
 
@@ -354,6 +355,7 @@ def slurm_run(cluster, tmp_path_factory):
     return {"local": local, "remote": remote, "proc": proc, "jobs": jobs}
 
 
+@pytest.mark.e2e
 @pytest.mark.slurm
 def test_tiny_pipeline_on_slurm_equals_local_run(slurm_run, cluster):
     remote, proc = slurm_run["remote"], slurm_run["proc"]
@@ -385,6 +387,7 @@ def test_tiny_pipeline_on_slurm_equals_local_run(slurm_run, cluster):
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
 
+@pytest.mark.e2e
 @pytest.mark.slurm
 def test_slurm_job_out_of_memory_is_reported_and_only_it_reruns(slurm_run, cluster, tmp_path):
     """A job over its memory limit fails as a SLURM job; Snakemake names its SLURM log; the next run
