@@ -97,6 +97,16 @@ def test_every_rule_declares_runtime_memory_and_cpus(tmp_path):
     assert rules["train"]["runtime"] == str(60 + 10 * params["train"]["epochs"])
     assert rules["logits"]["gpu"] == "0"  # CPU training: no GPU to dump its logits either
 
+    # two data-parallel processes: twice the CPUs and memory; GPUs for training and its logits
+    params["train"]["cpu_processes"] = 2
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    rules = {job["rule"]: job["resources"] for job in _dry_run_jobs(tmp_path, "--workflow-profile", str(PROFILE))}
+    assert rules["train"]["cpus_per_task"] == "6" and rules["train"]["mem_mb"] == str(2 * (4000 + 100 + 1500))
+    params["train"]["gpus"] = 2
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    rules = {job["rule"]: job["resources"] for job in _dry_run_jobs(tmp_path, "--workflow-profile", str(PROFILE))}
+    assert rules["train"]["gpu"] == "2" and rules["train"]["cpus_per_task"] == "6" and rules["logits"]["gpu"] == "1"
+
 
 def test_rules_name_no_partition_account_or_gpu_type():
     for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):

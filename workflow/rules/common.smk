@@ -200,11 +200,6 @@ def _train_of(wildcards):
     return train_settings(PARAMS, wildcards.dataset, wildcards.method)["train"]
 
 
-def _train_processes(train):
-    """Processes of one training job: one per requested GPU under torchrun, else one."""
-    return max(1, int(train.get("gpus") or 0))
-
-
 def prepare_runtime(wildcards):
     # measured ~150 images/s per worker: iNat21 (2.8 M) takes ~45 min with 8 workers,
     # TreeOfLife-10M hours (README, "Using the real datasets")
@@ -219,14 +214,14 @@ def prepare_mem_mb(wildcards):
 def train_cpus(wildcards):
     """torch threads plus DataLoader workers, for each torchrun process."""
     train = _train_of(wildcards)
-    return (train["threads"] + train["num_workers"]) * _train_processes(train)
+    return (train["threads"] + train["num_workers"]) * train_processes(wildcards)
 
 
 def train_mem_mb(wildcards):
     """Per process: 4 GB for the model, optimiser and CUDA context, the decoded in-memory split
     (cache_decoded_mb) and 1.5 GB per DataLoader worker."""
     train = _train_of(wildcards)
-    return (4000 + train["cache_decoded_mb"] + 1500 * train["num_workers"]) * _train_processes(train)
+    return (4000 + train["cache_decoded_mb"] + 1500 * train["num_workers"]) * train_processes(wildcards)
 
 
 def train_runtime(wildcards):
@@ -240,7 +235,7 @@ def train_runtime(wildcards):
 
 def logits_gpu(wildcards):
     """One GPU to dump a model's outputs when its training asked for GPUs; none on CPU."""
-    return 1 if int(_train_of(wildcards).get("gpus") or 0) > 0 else 0
+    return 1 if _train_of(wildcards)["gpus"] > 0 else 0
 
 
 def logits_runtime(wildcards):
