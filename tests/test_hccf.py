@@ -22,7 +22,9 @@ LEAF = torch.tensor([0, 1, 1, 2, 3, 4, 4, 0])  # duplicates on purpose: Eq. 2 tr
 def make(method: str, hparams: dict | None = None, seed: int = 0):
     torch.manual_seed(seed)
     backbone = build_backbone(TINY)
-    return METHODS.get(method)(backbone, TREE, hparams or {}), backbone
+    model = METHODS.get(method)(backbone, TREE, hparams or {})
+    model.initialise()  # as training.build_method does for a new model
+    return model, backbone
 
 
 def images(seed: int = 1) -> torch.Tensor:
@@ -170,3 +172,21 @@ def test_clip_methods_refuse_a_backbone_without_text(method):
 def test_experiment_name_appears_in_messages():
     with pytest.raises(TaxonbenchError, match=r"methods.hccf_L67.levels: 8 is not a level"):
         METHODS.get("hccf")(build_backbone(TINY), TREE, {"levels": [2, 8]}, "hccf_L67")
+
+
+def test_a_reloaded_text_init_model_encodes_no_prompt(tmp_path, monkeypatch):
+    """Dumping logits rebuilds the model before loading its state dict: the text-derived
+    initialisation, which the state dict overwrites, is skipped (10k prompts through a CLIP text
+    tower at iNat scale)."""
+    from taxonbench.methods import clip_ce
+    from taxonbench.training import build_method
+
+    meta = {"method": "ce_text_init_levels", "backbone": TINY, "pretrained": None, "hparams": {}}
+    trained, _ = build_method(meta, TREE)
+    monkeypatch.setattr(clip_ce, "prompt_embeddings", lambda *a, **k: pytest.fail("prompts encoded"))
+    reloaded, _ = build_method(meta, TREE, load_pretrained=False)
+    reloaded.load_state_dict(trained.state_dict())
+    x = images()
+    torch.testing.assert_close(reloaded.eval()(x), trained.eval()(x))
+    with pytest.raises(pytest.fail.Exception, match="prompts encoded"):
+        build_method(meta, TREE)  # a new model does initialise from the text tower

@@ -65,14 +65,21 @@ def resolve_device(setting: str) -> torch.device:
 
 
 def build_method(meta: dict, taxonomy: Taxonomy, load_pretrained: bool = True) -> tuple[Method, Preprocess]:
-    """Instantiate the method described by ``meta`` (method, backbone, pretrained, hparams)."""
+    """Instantiate the method described by ``meta`` (method, backbone, pretrained, hparams).
+
+    ``load_pretrained=False``: the weights come from a saved state dict next, so neither the
+    pretrained backbone weights nor :meth:`Method.initialise` (text-derived classifiers) are loaded.
+    """
     method_cls = METHODS.get(meta["method"])
     backbone = build_backbone(meta["backbone"], meta.get("pretrained") if load_pretrained else None)
     preprocess = backbone.preprocess
     if "preprocess" in meta:  # a saved model keeps the normalisation it was trained with
         saved = meta["preprocess"]
         preprocess = Preprocess(mean=tuple(saved["mean"]), std=tuple(saved["std"]), image_size=saved["image_size"])
-    return method_cls(backbone, taxonomy, meta.get("hparams", {}), meta.get("experiment")), preprocess
+    model = method_cls(backbone, taxonomy, meta.get("hparams", {}), meta.get("experiment"))
+    if load_pretrained:  # a new model; without it, a saved state dict follows and would overwrite this
+        model.initialise()
+    return model, preprocess
 
 
 def settings_digest(settings: dict) -> str:

@@ -152,6 +152,12 @@ class TextInitClassifier(nn.Module):
         self.weight = nn.Parameter(embeddings.detach().clone().float())
         self.register_buffer("scale", torch.tensor(float(scale)))
 
+    @torch.no_grad()
+    def reset(self, embeddings: torch.Tensor, scale: float) -> None:
+        """Set ``W`` to ``embeddings`` and ``s`` to ``scale`` (same shapes as at construction)."""
+        self.weight.copy_(embeddings.detach().float())
+        self.scale.fill_(float(scale))
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.scale * F.normalize(features, dim=-1) @ self.weight.T
 

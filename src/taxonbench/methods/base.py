@@ -47,6 +47,11 @@ class Method(nn.Module):
         self.where = f"methods.{experiment or self.name}"
         self.hparams = dataclass_from_dict(self.Hparams, hparams, where=self.where)
 
+    def initialise(self) -> None:
+        """Initialisation that reads the backbone's (pretrained) weights, e.g. classifiers set to text
+        embeddings. :func:`taxonbench.training.build_method` runs it for a new model and skips it when a
+        saved state dict follows (dumping logits), where it would be overwritten. Default: nothing."""
+
     def output_dim(self) -> int:
         """The width of the dumped outputs: what the score kind prescribes for this taxonomy."""
         return KINDS.get(self.output_kind).dim(self.taxonomy)

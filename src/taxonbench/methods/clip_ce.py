@@ -58,11 +58,16 @@ class CEClip(FlatSoftmax):
         text_tower_of(backbone, self.where)  # a CLIP backbone, or a clear error
 
 
-def node_text_embeddings(method: Method, backbone) -> tuple[torch.Tensor, float]:
-    """Unit-norm text embeddings of every node's prompt ``(n, E)`` and CLIP's scale ``exp(logit_scale)``."""
+def node_prompt_tokens(method: Method, backbone) -> torch.Tensor:
+    """Token ids of every node's prompt (checks the template and the text tower; cheap)."""
     text = text_tower_of(backbone, method.where)
     hp = method.hparams
-    tokens = taxon_tokens(text, method.taxonomy, hp.prompt_template, hp.names, method.where)
+    return taxon_tokens(text, method.taxonomy, hp.prompt_template, hp.names, method.where)
+
+
+def node_text_embeddings(method: Method, tokens: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Unit-norm text embeddings ``(n, E)`` of the prompt ``tokens`` and CLIP's scale ``exp(logit_scale)``."""
+    text = text_tower_of(method._clip_backbone, method.where)
     return prompt_embeddings(text, tokens), clip_scale(text)
 
 
@@ -76,8 +81,13 @@ class CETextInit(Method):
 
     def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
         super().__init__(backbone, taxonomy, hparams, experiment)
-        embeddings, scale = node_text_embeddings(self, backbone)
-        self.head = TextInitClassifier(embeddings[torch.as_tensor(taxonomy.leaf_nodes)], scale)
+        self._clip_backbone = backbone
+        self._tokens = node_prompt_tokens(self, backbone)[torch.as_tensor(taxonomy.leaf_nodes)]
+        self.head = TextInitClassifier(torch.zeros(taxonomy.n_leaves, self.num_features), 1.0)
+
+    def initialise(self) -> None:
+        """The leaf classifier := the leaves' text embeddings (HCCF Table 3, "CE + text embedding")."""
+        self.head.reset(*node_text_embeddings(self, self._tokens))
 
     def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(loss_precision(outputs), leaf)
@@ -98,12 +108,20 @@ class CETextInitLevels(Method):
         super().__init__(backbone, taxonomy, hparams, experiment)
         self.levels = resolve_levels(self.hparams.levels, taxonomy, self.where)
         self.layout = LevelLayout(taxonomy)
-        embeddings, scale = node_text_embeddings(self, backbone)
+        self._clip_backbone = backbone
+        self._tokens = node_prompt_tokens(self, backbone)
         self.heads = nn.ModuleList(
-            TextInitClassifier(embeddings[self.layout.nodes(d)], scale) for d in range(1, taxonomy.max_depth + 1)
+            TextInitClassifier(torch.zeros(len(self.layout.nodes(d)), self.num_features), 1.0)
+            for d in range(1, taxonomy.max_depth + 1)
         )
         for d, head in enumerate(self.heads, start=1):
             head.requires_grad_(d in self.levels)
+
+    def initialise(self) -> None:
+        """Each level's classifier := its nodes' text embeddings."""
+        embeddings, scale = node_text_embeddings(self, self._tokens)
+        for d, head in enumerate(self.heads, start=1):
+            head.reset(embeddings[self.layout.nodes(d)], scale)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         features = self.backbone(images)
