@@ -60,6 +60,8 @@ class DatasetAdapter(abc.ABC):
     validates it (unknown keys and wrong types are errors naming the key).
     """
 
+    label: ClassVar[str] = "dataset"  # a human name for messages, e.g. "CIFAR-100"
+
     def __init__(self, options: Mapping[str, Any] | None, *, name: str, seed: int) -> None:
         self.name = name
         self.seed = seed
@@ -75,6 +77,13 @@ class DatasetAdapter(abc.ABC):
     @abc.abstractmethod
     def rows(self, split: str) -> Iterator[Rows]:
         """Batches of rows of one split; ``image`` holds bytes or image sources."""
+
+    def check_split(self, split: str) -> None:
+        """Stop unless ``split`` is one of :meth:`splits`; the message lists them."""
+        names = self.splits()
+        if split not in names:
+            raise TaxonbenchError(f"{self.label} dataset {self.name!r}: no split {split!r}; "
+                                  f"splits: {', '.join(names)}")
 
     def image_format(self) -> ImageFormat:
         """How image sources are stored (unused when ``rows`` yields encoded bytes)."""
@@ -108,7 +117,6 @@ class FileDatasetAdapter(DatasetAdapter):
     """
 
     Options: ClassVar[type[FileOptions]] = FileOptions
-    label: ClassVar[str] = "dataset"  # a human name for messages, e.g. "CIFAR-100"
 
     def __init__(self, options: Mapping[str, Any] | None, *, name: str, seed: int) -> None:
         super().__init__(options, name=name, seed=seed)

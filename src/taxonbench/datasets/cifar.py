@@ -346,9 +346,7 @@ class _Cifar(FileDatasetAdapter):
         return list(SPLITS)
 
     def records(self, split: str) -> list[Record]:
-        if split not in SPLITS:
-            raise TaxonbenchError(f"{self.variant.label} dataset {self.name!r}: no split {split!r}; "
-                                  f"splits: {', '.join(SPLITS)}")
+        self.check_split(split)
         return self._splits[split]
 
     def rows(self, split: str) -> Iterator[Rows]:

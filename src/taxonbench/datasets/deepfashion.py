@@ -280,9 +280,7 @@ class DeepFashionInShop(FileDatasetAdapter):
         return list(self.split_names)
 
     def entries(self, split: str) -> list[Entry]:
-        if split not in self.split_names:
-            raise TaxonbenchError(f"DeepFashion In-Shop dataset {self.name!r}: no split {split!r}; "
-                                  f"splits: {', '.join(self.split_names)}")
+        self.check_split(split)
         entries, unseen = self._entries
         part, _, status = split.rpartition("_")
         status = {"val": "gallery", "test": "query"}.get(status, status)

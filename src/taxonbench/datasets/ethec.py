@@ -230,8 +230,7 @@ class Ethec(FileDatasetAdapter):
         return list(SPLITS)
 
     def records(self, split: str) -> list[Record]:
-        if split not in SPLITS:
-            raise TaxonbenchError(f"ETHEC dataset {self.name!r}: no split {split!r}; splits: {', '.join(SPLITS)}")
+        self.check_split(split)
         return self._records[split]
 
     def rows(self, split: str) -> Iterator[Rows]:

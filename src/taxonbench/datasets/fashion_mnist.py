@@ -177,9 +177,7 @@ class FashionMnist(FileDatasetAdapter):
                 "test": ("t10k", np.arange(len(self.data["t10k"][1])))}
 
     def indices(self, split: str) -> tuple[str, np.ndarray]:
-        if split not in SPLITS:
-            raise TaxonbenchError(f"Fashion-MNIST dataset {self.name!r}: no split {split!r}; "
-                                  f"splits: {', '.join(SPLITS)}")
+        self.check_split(split)
         return self._indices[split]
 
     def rows(self, split: str) -> Iterator[Rows]:

@@ -644,8 +644,7 @@ class ImageNet(FileDatasetAdapter):
         return list(SPLITS)
 
     def records(self, split: str) -> list[Record]:
-        if split not in SPLITS:
-            raise TaxonbenchError(f"ImageNet dataset {self.name!r}: no split {split!r}; splits: {', '.join(SPLITS)}")
+        self.check_split(split)
         return self._splits[split]
 
     def rows(self, split: str) -> Iterator[Rows]:

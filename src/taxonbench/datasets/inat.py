@@ -295,9 +295,7 @@ class INaturalist(FileDatasetAdapter):
         return list(SPLITS)
 
     def records(self, split: str) -> list[Record]:
-        if split not in SPLITS:
-            raise TaxonbenchError(f"iNaturalist dataset {self.name!r}: no split {split!r}; "
-                                  f"splits: {', '.join(SPLITS)}")
+        self.check_split(split)
         return self._annotations[1][split]
 
     def rows(self, split: str) -> Iterator[Rows]:

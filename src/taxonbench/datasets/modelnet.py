@@ -215,9 +215,7 @@ class ModelNet40Views(FileDatasetAdapter):
         return list(self.split_names)
 
     def views(self, split: str) -> list[View]:
-        if split not in self.split_names:
-            raise TaxonbenchError(f"ModelNet40 dataset {self.name!r}: no split {split!r}; "
-                                  f"splits: {', '.join(self.split_names)}")
+        self.check_split(split)
         per_split, unseen = self._views
         part, _, base = split.rpartition("_")
         views = per_split[base]

@@ -174,9 +174,7 @@ class KShotSpecies(FileDatasetAdapter):
 
     def split_samples(self, split: str) -> tuple[list, dict[tuple[str, ...], int]]:
         """The samples of ``split`` in file order, and the leaf index of each taxon path."""
-        if split not in self.splits():
-            raise TaxonbenchError(f"{self.label} dataset {self.name!r}: no split {split!r}; "
-                                  f"splits: {', '.join(self.splits())}")
+        self.check_split(split)
         samples = self.shot_samples()
         return [samples[r] for r in self._split_rows[split]], {p: i for i, p in enumerate(self._leaf_paths)}
 

@@ -251,6 +251,8 @@ _BATCH = 512  # rows per generated batch; fixed, since the noise stream is drawn
 class SyntheticTaxonomy(DatasetAdapter):
     """The synthetic taxonomy dataset (see the module docstring)."""
 
+    label = "synthetic"
+
     def __init__(self, options: Mapping[str, Any] | None, *, name: str, seed: int) -> None:
         super().__init__(options, name=name, seed=seed)
         where = f"datasets.{name}.options"
@@ -319,8 +321,7 @@ class SyntheticTaxonomy(DatasetAdapter):
     def split_counts(self, split: str) -> np.ndarray:
         """Images per leaf in ``split``, ``(n_leaves,)``."""
         o, n = self.options, len(self.leaf_nodes)
-        if split not in SPLITS:
-            raise TaxonbenchError(f"synthetic dataset {self.name!r}: no split {split!r}; splits: {', '.join(SPLITS)}")
+        self.check_split(split)
         if split != "train":
             return np.full(n, o.val_per_leaf if split == "val" else o.test_per_leaf, dtype=np.int64)
         if o.variant == "balanced":

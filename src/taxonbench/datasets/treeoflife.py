@@ -338,9 +338,7 @@ class TreeOfLife10M(FileDatasetAdapter):
         return {s: np.sort(np.asarray(v, np.int64)) for s, v in out.items()}
 
     def records(self, split: str) -> list[Record]:
-        if split not in SPLITS:
-            raise TaxonbenchError(f"TreeOfLife-10M dataset {self.name!r}: no split {split!r}; "
-                                  f"splits: {', '.join(SPLITS)}")
+        self.check_split(split)
         _, records, _ = self._index
         return [records[r] for r in self._split_of[split]]
 
