@@ -9,7 +9,6 @@ Image URLs are ``file://`` URLs into the test's own folder.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 from pathlib import Path
@@ -25,7 +24,7 @@ from taxonbench.datasets import DATASETS, prepare_dataset
 from taxonbench.datasets.crypticbio import cryptic_group, image_name
 from taxonbench.errors import TaxonbenchError
 from taxonbench.taxonomy import RANKS_7
-from dataset_fixtures import split_table
+from dataset_fixtures import split_table, write_csv as fixture_csv
 
 SIZE = 16
 COLUMNS = ["scientificName", "kingdom", "phylum", "class", "order", "family", "genus", "url", "date",
@@ -58,11 +57,7 @@ def write_crypticbio(base: Path, subset: str = "Common") -> tuple[Path, list[dic
 
 
 def write_csv(path: Path, rows: list[dict], columns=COLUMNS) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    fixture_csv(path, rows, columns)
 
 
 def place(root: Path, csv_path: Path, rows: list[dict]) -> None:

@@ -8,7 +8,6 @@ eol_page_id, kingdom, ..., species, sciName, common``) and the images at
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import uuid
@@ -23,7 +22,7 @@ from taxonbench.datasets import DATASETS, prepare_dataset
 from taxonbench.errors import TaxonbenchError
 
 from taxonbench.taxonomy import RANKS_7
-from dataset_fixtures import split_table
+from dataset_fixtures import split_table, write_csv as fixture_csv
 
 SIZE = 16
 COLUMNS = ["rarespecies_id", "eol_content_id", "eol_page_id", "kingdom", "phylum", "class", "order", "family",
@@ -58,11 +57,7 @@ def write_rare_species(root: Path) -> list[dict]:
 
 
 def write_csv(path: Path, rows: list[dict], columns=COLUMNS) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    fixture_csv(path, rows, columns)
 
 
 def make(root: Path, seed: int = 0, **options):

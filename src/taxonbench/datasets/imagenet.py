@@ -132,22 +132,26 @@ _VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})\.JPEG")
 
 
 # ----------------------------------------------------------------- hierarchy
+def _data_lines(path: Path, what: str) -> list[tuple[int, str]]:
+    """``(line number, line)`` of a UTF-8 text file, blank lines and ``#`` comments left out;
+    a missing or unreadable file is an error naming it as ``what``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TaxonbenchError(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TaxonbenchError(f"{path}: cannot read the {what} ({exc})") from None
+    return [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip() and not line.startswith("#")]
+
+
 def read_is_a(path: Path) -> list[tuple[str, str]]:
     """``(parent, child)`` wnid pairs in file order: the shipped TSV or an upstream ``wordnet.is_a.txt``.
 
     One pair a line, separated by white space; blank lines and ``#`` comments
     are skipped. A malformed line is an error naming the file and the line.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TaxonbenchError(f"hierarchy file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TaxonbenchError(f"{path}: cannot read the hierarchy file ({exc})") from None
     pairs = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
+    for number, line in _data_lines(path, "hierarchy file"):
         fields = line.split()
         if len(fields) != 2 or not all(_WNID.fullmatch(f) for f in fields):
             raise TaxonbenchError(f"{path}:{number}: expected 'parent_wnid child_wnid' "
@@ -163,16 +167,8 @@ def read_words(path: Path) -> dict[str, str]:
 
     The name is the first lemma. ``#`` comments and blank lines are skipped.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TaxonbenchError(f"words file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TaxonbenchError(f"{path}: cannot read the words file ({exc})") from None
     words = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
+    for number, line in _data_lines(path, "words file"):
         wnid, tab, names = line.partition("\t")
         name = names.split(",")[0].strip()
         if not tab or not _WNID.fullmatch(wnid.strip()) or not name:
