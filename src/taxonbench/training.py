@@ -38,7 +38,6 @@ from taxonbench.distributed import Context
 from taxonbench.errors import TaxonbenchError
 from taxonbench.io import atomic_path, load_weights_only, write_text_atomic
 from taxonbench.methods import METHODS, Method
-from taxonbench.methods.hccf import HCCF
 from taxonbench.models.backbones import Preprocess, build_backbone
 from taxonbench.shards import TAXONOMY, read_manifest
 from taxonbench.taxonomy import Taxonomy
@@ -50,9 +49,6 @@ LOG_COLUMNS = ["epoch", "train_loss", "train_top1", "val_top1", "lr", "seconds"]
 #: ``train`` keys that say how many processes run a training, not what it computes: a checkpoint
 #: written with one process count resumes with another (the results agree up to floating-point order)
 LAUNCH_KEYS = ("gpus", "cpu_processes")
-#: ``training_forward`` implementations that read only the *set* of labels in the batch (to choose the
-#: outputs to compute): under DDP they are given the whole global batch's labels and stay exact
-_LABEL_SET_FORWARDS = (HCCF.training_forward,)
 
 
 def resolve_device(setting: str) -> torch.device:
@@ -147,13 +143,12 @@ class _TrainingStep(torch.nn.Module):
 
 def _check_splittable(method: Method, where: str) -> None:
     """Refuse a method whose training outputs may depend on how a batch is split between processes."""
-    forward = type(method).training_forward
-    if forward is not Method.training_forward and forward not in _LABEL_SET_FORWARDS:
+    if type(method).training_forward is not Method.training_forward and not method.label_set_forward:
         raise TaxonbenchError(
             f"{where}: method {method.name!r} overrides training_forward, so its training outputs may depend on "
             "how a batch is split between processes; taxonbench cannot make it exact under several processes. "
-            "Train it with one process (train.gpus <= 1, train.cpu_processes: 1), or list its training_forward in "
-            "taxonbench.training._LABEL_SET_FORWARDS if it reads only the set of labels in the batch"
+            "Train it with one process (train.gpus <= 1, train.cpu_processes: 1), or set label_set_forward = True on "
+            "the method if its training_forward reads only the set of labels in the batch"
         )
 
 

@@ -36,6 +36,9 @@ class Method(nn.Module):
     name: ClassVar[str]
     output_kind: ClassVar[str]  # e.g. "leaf_logits" (one logit per leaf index)
     Hparams: ClassVar[type] = NoHparams
+    #: True when ``training_forward`` reads only the *set* of labels in the batch (to choose the outputs
+    #: it computes): given the whole global batch's labels on every rank, it stays exact under DDP
+    label_set_forward: ClassVar[bool] = False
 
     def __init__(self, backbone: Backbone, taxonomy: Taxonomy, hparams: dict[str, Any] | None = None,
                  experiment: str | None = None) -> None:

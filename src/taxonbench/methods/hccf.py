@@ -89,6 +89,7 @@ class HCCF(Method):
     name = "hccf"
     output_kind = "level_softmax_logits"
     Hparams = HCCFHparams
+    label_set_forward = True  # encodes the text of the taxa present in the batch
 
     def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
         super().__init__(backbone, taxonomy, hparams, experiment)
