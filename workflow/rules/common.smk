@@ -99,16 +99,21 @@ def train_threads(wildcards):
     return PARAMS["train"]["threads"]
 
 
+def _train_of(wildcards):
+    """The experiment's resolved `train` block (a method's `train:` overrides the global one)."""
+    return train_settings(PARAMS, wildcards.dataset, wildcards.method)["train"]
+
+
 def train_processes(wildcards):
     """Data-parallel processes of one training: one per GPU asked for (train.gpus), else
     train.cpu_processes (gloo); a method's `train:` block may override both (docs/distributed.md)."""
-    train = train_settings(PARAMS, wildcards.dataset, wildcards.method)["train"]
+    train = _train_of(wildcards)
     return train["gpus"] if train["gpus"] >= 1 else train["cpu_processes"]
 
 
 def train_gpus(wildcards):
     """The train rule's gpu resource (SLURM --gpus=N): train.gpus of the experiment."""
-    return train_settings(PARAMS, wildcards.dataset, wildcards.method)["train"]["gpus"]
+    return _train_of(wildcards)["gpus"]
 
 
 def train_launcher(wildcards):
@@ -194,10 +199,6 @@ MINUTES_PER_DAY = 24 * 60
 def _generated(dataset):
     """True for the synthetic datasets: thousands of tiny images, so every job is short and small."""
     return PARAMS["datasets"][dataset]["source"] == "synthetic"
-
-
-def _train_of(wildcards):
-    return train_settings(PARAMS, wildcards.dataset, wildcards.method)["train"]
 
 
 def prepare_runtime(wildcards):
