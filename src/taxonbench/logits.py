@@ -14,7 +14,8 @@ from taxonbench.errors import TaxonbenchError
 from taxonbench.matrix_io import write_matrix
 from taxonbench.shards import TAXONOMY, read_manifest, read_split_column
 from taxonbench.taxonomy import Taxonomy
-from taxonbench.training import load_model, resolve_device
+from taxonbench.devices import resolve_device
+from taxonbench.training import load_model
 
 
 def dump_logits(

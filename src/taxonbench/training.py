@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from taxonbench import distributed
 from taxonbench.batches import epoch_generator, make_batches
+from taxonbench.devices import resolve_device
 from taxonbench.distributed import Context
 from taxonbench.errors import TaxonbenchError
 from taxonbench.io import atomic_path, load_weights_only, write_text_atomic
@@ -49,15 +50,6 @@ LOG_COLUMNS = ["epoch", "train_loss", "train_top1", "val_top1", "lr", "seconds"]
 #: ``train`` keys that say how many processes run a training, not what it computes: a checkpoint
 #: written with one process count resumes with another (the results agree up to floating-point order)
 LAUNCH_KEYS = ("gpus", "cpu_processes")
-
-
-def resolve_device(setting: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if setting == "cuda" and not torch.cuda.is_available():
-        raise TaxonbenchError("device: 'cuda' was asked for but no CUDA device is available")
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(setting)
 
 
 def build_method(meta: dict, taxonomy: Taxonomy, load_pretrained: bool = True) -> tuple[Method, Preprocess]:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from taxonbench.devices import resolve_device
 from taxonbench.errors import TaxonbenchError
 from taxonbench.inference.diffusion import DiffusionOperator
 from taxonbench.inference.differentiable_diffusion import EPS, NAME
@@ -188,8 +189,6 @@ def evaluate_map(model: nn.Module, targets: LevelTargets, f0: torch.Tensor, leaf
 
 
 def resolve_map_device(setting: str) -> torch.device:
-    from taxonbench.training import resolve_device
-
     try:
         return resolve_device(setting)
     except RuntimeError as exc:  # torch.device("nonsense")
