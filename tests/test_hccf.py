@@ -152,8 +152,9 @@ def test_ce_clip_is_flat_softmax_on_the_clip_visual_tower():
 @pytest.mark.parametrize("method, hparams, message", [
     ("hccf", {"levels": [4]}, r"methods.hccf.levels: 4 is not a level of this taxonomy \(1 = top rank .. 3"),
     ("hccf", {"levels": [2, 2]}, r"methods.hccf.levels: repeated level"),
-    ("hccf", {"levels": "L67"}, r"methods.hccf.levels: expected a non-empty list"),
-    ("ce_text_init_levels", {"levels": [0]}, r"methods.ce_text_init_levels.levels: 0 is not a level"),
+    ("hccf", {"levels": "L67"}, r"methods.hccf.levels: must be a list of integers >= 1 or null; got .L67."),
+    ("hccf", {"levels": []}, r"methods.hccf.levels: expected a non-empty list"),
+    ("ce_text_init_levels", {"levels": [0]}, r"methods.ce_text_init_levels.levels: must be a list of integers >= 1"),
     ("hccf", {"names": "latin"}, r"methods.hccf.names: must be one of"),
     ("ce_text_init", {"prompt_template": "{taxon}"}, r"methods.ce_text_init.prompt_template: unknown field"),
     ("hccf", {"levles": [3]}, r"methods.hccf.levles: unknown key \(did you mean 'levels'\?\)"),

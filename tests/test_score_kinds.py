@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from taxonbench.errors import TaxonbenchError
-from taxonbench.score_kinds import KINDS, bottom_up_scores, conditional_probs, node_scores
+from taxonbench.score_kinds import (BOTTOM_UP_KINDS, CONDITIONAL_KINDS, KINDS, NATIVE_KINDS, bottom_up_scores,
+                                    conditional_probs, node_scores)
 from taxonbench.taxonomy import Taxonomy
 
 #        0
@@ -69,7 +70,7 @@ def brute(kind, theta, temperature=1.0):
     return out
 
 
-@pytest.mark.parametrize("kind", KINDS.names())
+@pytest.mark.parametrize("kind", sorted(NATIVE_KINDS))
 def test_rule_matches_brute_force(kind):
     dim = KINDS.get(kind).dim(TAX)
     theta = RNG.normal(0, 2, size=(5, dim))
@@ -118,3 +119,21 @@ def test_wrong_width_and_kind():
         node_scores(np.zeros((1, 3)), TAX, {"kind": "probabilities"})
     with pytest.raises(TaxonbenchError, match="no conditional probabilities"):
         conditional_probs(np.zeros((1, 7)), TAX, {"kind": "node_sigmoid_logits"})
+
+
+def test_rule_sets_follow_from_the_records():
+    """Which kinds have conditionals / a bottom-up sum / node scores is read off the records."""
+    assert CONDITIONAL_KINDS == {"sibling_softmax_logits", "sibling_sigmoid_logits", "leaf_logits",
+                                 "subtree_softmax_logits", "level_softmax_logits"}
+    assert BOTTOM_UP_KINDS == {"leaf_logits", "subtree_softmax_logits", "level_softmax_logits"}
+    assert NATIVE_KINDS == {"leaf_logits", "node_sigmoid_logits", "sibling_softmax_logits", "sibling_sigmoid_logits",
+                            "path_sum_logits", "subtree_softmax_logits", "level_softmax_logits"}
+    assert "embeddings" in KINDS and "node_set" in KINDS and "node_prob" in KINDS
+
+
+def test_embeddings_have_no_node_scores_and_take_their_width_from_the_sidecar():
+    side = {"kind": "embeddings", "dim": 8}
+    with pytest.raises(TaxonbenchError, match="'embeddings' have no node scores"):
+        node_scores(np.zeros((2, 8)), TAX, side)
+    with pytest.raises(TaxonbenchError, match="must have 8 columns"):
+        node_scores(np.zeros((2, 5)), TAX, side)

@@ -145,10 +145,11 @@ def cmd_tables(args) -> None:
 
 
 def cmd_curves_figure(args) -> None:
-    from taxonbench.plots.curves import plot_operating_curves
+    from taxonbench.params import parse_settings
+    from taxonbench.plots.curves import plot_dataset_curves
 
-    curves = {"/".join(Path(c).with_suffix("").parts[-2:]): c for c in args.curves}
-    plot_operating_curves(curves, args.out, title=args.title)
+    tables = parse_settings(args.tables, "--tables") if args.tables is not None else None
+    plot_dataset_curves(args.curves, args.out, title=args.title, tables=tables, dataset=args.dataset)
 
 
 def cmd_list(args) -> None:
@@ -242,9 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings_args(p)
     p.set_defaults(func=cmd_tables)
 
-    p = sub.add_parser("curves-figure", help="plot operating curves (correct vs info recall)")
+    p = sub.add_parser("curves-figure", help="plot operating curves (correct vs info recall), a panel per table")
     p.add_argument("--out", required=True)
     p.add_argument("--title", default="Operating curves")
+    p.add_argument("--tables", default=None, metavar="JSON",
+                   help="the params tables: block as JSON: one panel per table built on the dataset")
+    p.add_argument("--dataset", default=None, help="the dataset of the curves (default: from their paths)")
     p.add_argument("curves", nargs="+", help="curve CSVs results/curves/<dataset>/<method>/<inference>.csv")
     p.set_defaults(func=cmd_curves_figure)
 

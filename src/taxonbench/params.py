@@ -13,7 +13,6 @@ Snakefile can import it without torch.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import difflib
 import json
 import os
@@ -25,6 +24,7 @@ from typing import Any, TypeVar
 import jsonschema
 import yaml
 
+from taxonbench.declare import build_options
 from taxonbench.errors import TaxonbenchError
 
 T = TypeVar("T")
@@ -252,34 +252,9 @@ def inference_options(cfg: dict, inference: str) -> dict:
 
 
 def dataclass_from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
-    """Build a typed options dataclass, rejecting unknown keys and wrong types.
+    """Build a typed options dataclass, rejecting unknown keys, wrong types and values outside the
+    declared choices and ranges (:func:`taxonbench.declare.build_options`).
 
     ``where`` names the block in messages, e.g. ``datasets.synthetic_balanced.options``.
     """
-    data = dict(data or {})
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in fields:
-            hint = difflib.get_close_matches(key, list(fields), n=1)
-            raise TaxonbenchError(
-                f"{where}.{key}: unknown key"
-                + (f" (did you mean {hint[0]!r}?)" if hint else f"; valid keys: {', '.join(fields)}")
-            )
-    defaults = cls()  # type: ignore[call-arg]
-    for key, value in data.items():
-        expected = getattr(defaults, key)
-        if expected is None or value is None:
-            continue
-        if isinstance(expected, bool) != isinstance(value, bool):
-            raise TaxonbenchError(f"{where}.{key}: expected {type(expected).__name__}, got {value!r}")
-        if isinstance(expected, (int, float)) and not isinstance(value, (int, float)):
-            raise TaxonbenchError(f"{where}.{key}: expected a number, got {value!r}")
-        if isinstance(expected, int) and not isinstance(expected, bool) and isinstance(value, float):
-            raise TaxonbenchError(f"{where}.{key}: expected an integer, got {value!r}")
-        if isinstance(expected, str) and not isinstance(value, str):
-            raise TaxonbenchError(f"{where}.{key}: expected a string, got {value!r}")
-        if isinstance(expected, (list, tuple)) and not isinstance(value, (list, tuple)):
-            raise TaxonbenchError(f"{where}.{key}: expected a list, got {value!r}")
-        if isinstance(expected, dict) and not isinstance(value, dict):
-            raise TaxonbenchError(f"{where}.{key}: expected a mapping, got {value!r}")
-    return cls(**data)  # type: ignore[call-arg]
+    return build_options(cls, data, where)

@@ -26,8 +26,30 @@ bottom-up scores (:func:`bottom_up_scores`) use the leaves' logits alone:
 ``q = softmax over all leaves of θ_leaf`` (the leaf level's softmax when the
 leaves share one depth), summed upwards.
 
-:func:`conditional_probs` gives p(v | parent(v)) for the kinds that have
-conditionals (used by top-down inference).
+Each kind is one :class:`ScoreKind` record in
+:data:`taxonbench.registries.SCORE_KINDS` holding its rules: ``native`` (the
+table above), ``bottom_up`` (a distribution over leaves summed upwards, HCCF
+Eq. 1) and ``conditional`` (``p(v | parent(v))``, used by top-down inference),
+each ``None`` where the kind has no such rule. Inference methods declare which
+rule they need (:attr:`taxonbench.inference.base.Inference.requires`), so the
+kinds an inference accepts follow from the records, never from lists kept
+beside them.
+
+Beyond node scores, three kinds are not logits over the taxonomy:
+
+=================  ===============  ==========================================================
+kind               written by       what a row holds
+=================  ===============  ==========================================================
+``embeddings``     methods          a per-image vector (width chosen by the method, in the
+                                    sidecar's ``dim``): probes, retrieval, clustering, order /
+                                    cone embeddings, zero-shot
+``node_prob``      inference        a score for every node, root included (the metrics' input)
+``node_set``       inference        a set of predicted nodes: 1.0 for every node in the set,
+                                    0.0 elsewhere, over all n nodes (set-based metrics)
+=================  ===============  ==========================================================
+
+``stages`` says where a kind may appear: ``logits`` (a method's dumped
+outputs) and/or ``scores`` (an inference's output, what metric families read).
 """
 
 from __future__ import annotations
@@ -39,28 +61,41 @@ import numpy as np
 from scipy.special import expit, softmax
 
 from taxonbench.errors import TaxonbenchError
-from taxonbench.registry import Registry
+from taxonbench.registries import SCORE_KINDS
 from taxonbench.taxonomy import Taxonomy
 
 NodeRule = Callable[[np.ndarray, Taxonomy, dict], np.ndarray]
 
+LOGITS = "logits"  # a method's dumped outputs
+SCORES = "scores"  # an inference's output, read by the metric families
+
 
 @dataclass(frozen=True)
 class ScoreKind:
+    """One kind of scores and its rules; ``(B, dim)`` scores -> ``(B, n)`` node values, root included."""
+
     name: str
-    dim: Callable[[Taxonomy], int]
-    node_scores: NodeRule  # (B, dim) scores -> (B, n) node scores, root included
+    #: the width for a taxonomy; ``None``: the producer chooses it (embeddings) and writes it in the sidecar
+    dim: Callable[[Taxonomy], int] | None
+    native: NodeRule | None = None  # the kind's own node scores (native inference, diffusion's f0)
+    bottom_up: NodeRule | None = None  # a distribution over leaves summed up the tree (HCCF Eq. 1)
+    conditional: NodeRule | None = None  # p(v | parent(v)), root 1 (top-down inference)
+    stages: frozenset[str] = frozenset({LOGITS})
+
+    @property
+    def node_scores(self) -> NodeRule:  # the name of the native rule before the records held several
+        if self.native is None:
+            raise TaxonbenchError(f"scores of kind {self.name!r} have no node scores")
+        return self.native
+
+    def has(self, rule: str) -> bool:
+        """Whether the kind has the rule ``native``, ``bottom_up`` or ``conditional``."""
+        return getattr(self, rule) is not None
 
 
-KINDS: Registry[ScoreKind] = Registry("score kind")
+KINDS = SCORE_KINDS  # the registry's short name in this module
 
 
-def _register(name: str, dim: Callable[[Taxonomy], int]) -> Callable[[NodeRule], NodeRule]:
-    def decorate(rule: NodeRule) -> NodeRule:
-        KINDS.register(name)(ScoreKind(name, dim, rule))
-        return rule
-
-    return decorate
 
 
 def _leaves(tax: Taxonomy) -> int:
@@ -115,28 +150,23 @@ def level_log_softmax(theta: np.ndarray, tax: Taxonomy) -> np.ndarray:
     return group_log_softmax(theta, tax.depth)
 
 
-@_register("leaf_logits", _leaves)
 def _leaf_rule(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.ndarray:
     return np.asarray((tax.leaf_ancestor_matrix.T @ softmax(scores, axis=1).T).T)
 
 
-@_register("node_sigmoid_logits", _non_root)
 def _node_sigmoid_rule(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.ndarray:
     return with_root(expit(scores), 1.0)
 
 
-@_register("sibling_softmax_logits", _non_root)
 def _sibling_softmax_rule(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.ndarray:
     return np.exp(sum_over_paths(sibling_log_softmax(with_root(scores), tax), tax))
 
 
-@_register("sibling_sigmoid_logits", _non_root)
 def _sibling_sigmoid_rule(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.ndarray:
     log_sig = -np.logaddexp(0.0, -scores)  # log σ(θ), stable
     return np.exp(sum_over_paths(with_root(log_sig), tax))
 
 
-@_register("path_sum_logits", _non_root)
 def _path_sum_rule(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.ndarray:
     temperature = float(sidecar.get("temperature", 1.0))
     s = sum_over_paths(with_root(scores), tax)
@@ -145,20 +175,80 @@ def _path_sum_rule(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.ndarr
     return p
 
 
-@_register("subtree_softmax_logits", _all)
 def _subtree_rule(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.ndarray:
     return sum_over_subtrees(softmax(scores, axis=1), tax)
 
 
-@_register("level_softmax_logits", _non_root)
 def _level_softmax_rule(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.ndarray:
     return np.exp(level_log_softmax(with_root(scores), tax))
 
 
-def node_scores(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.ndarray:
-    """The kind's own node scores for a batch, after checking the width."""
+# ---------------------------------------------------------------- conditionals (top-down inference)
+def _sibling_softmax_conditional(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.ndarray:
+    """Per-level or sibling heads: ``p(v | parent(v))`` = softmax of θ over v's siblings."""
+    return np.exp(sibling_log_softmax(with_root(scores), tax))
+
+
+def _sigmoid_conditional(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.ndarray:
+    return with_root(expit(scores), 1.0)
+
+
+def _ratio_conditional(native: NodeRule) -> NodeRule:
+    """For consistent node scores: ``p(v | parent(v)) = p(v) / p(parent(v))`` (0 where the parent has 0)."""
+
+    def rule(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.ndarray:
+        p = native(scores, tax, sidecar)
+        parent_p = p[:, np.maximum(tax.parent, 0)]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cond = np.where(parent_p > 0, p / parent_p, 0.0)
+        cond[:, 0] = 1.0
+        return cond
+
+    return rule
+
+
+# ---------------------------------------------------------------- bottom-up sums (HCCF Eq. 1)
+def _leaves_of_levels_bottom_up(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.ndarray:
+    """Per-level scores: ``q`` = softmax over the leaves' logits alone, summed upwards."""
+    return _leaf_rule(with_root(scores)[:, tax.leaf_nodes], tax, sidecar)
+
+
+for _kind in (
+    ScoreKind("leaf_logits", _leaves, native=_leaf_rule, bottom_up=_leaf_rule,
+              conditional=_ratio_conditional(_leaf_rule)),
+    ScoreKind("node_sigmoid_logits", _non_root, native=_node_sigmoid_rule),
+    ScoreKind("sibling_softmax_logits", _non_root, native=_sibling_softmax_rule,
+              conditional=_sibling_softmax_conditional),
+    ScoreKind("sibling_sigmoid_logits", _non_root, native=_sibling_sigmoid_rule, conditional=_sigmoid_conditional),
+    ScoreKind("path_sum_logits", _non_root, native=_path_sum_rule),
+    ScoreKind("subtree_softmax_logits", _all, native=_subtree_rule, bottom_up=_subtree_rule,
+              conditional=_ratio_conditional(_subtree_rule)),
+    ScoreKind("level_softmax_logits", _non_root, native=_level_softmax_rule, bottom_up=_leaves_of_levels_bottom_up,
+              conditional=_sibling_softmax_conditional),
+    ScoreKind("embeddings", None, stages=frozenset({LOGITS, SCORES})),
+    ScoreKind("node_prob", _all, stages=frozenset({SCORES})),
+    ScoreKind("node_set", _all, stages=frozenset({SCORES})),
+):
+    KINDS.add(_kind.name, _kind)
+
+
+def kinds_with(rule: str, stage: str = LOGITS) -> frozenset[str]:
+    """The kinds of ``stage`` that have the rule ``native``, ``bottom_up`` or ``conditional``."""
+    return frozenset(name for name, kind in KINDS.items() if stage in kind.stages and kind.has(rule))
+
+
+def _apply(rule: str, what: str, scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.ndarray:
+    kind = KINDS.get(sidecar.get("kind", "?"))
     checked = node_scores_width_checked(scores, tax, sidecar)
-    return KINDS.get(sidecar["kind"]).node_scores(checked, tax, sidecar)
+    function = getattr(kind, rule)
+    if function is None:
+        raise TaxonbenchError(f"scores of kind {kind.name!r} have no {what}")
+    return function(checked, tax, sidecar)
+
+
+def node_scores(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.ndarray:
+    """The kind's own node scores for a batch (its ``native`` rule), after checking the width."""
+    return _apply("native", "node scores", scores, tax, sidecar)
 
 
 def conditional_probs(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.ndarray:
@@ -168,27 +258,17 @@ def conditional_probs(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.nd
     (leaf and subtree softmax) they are ratios of bottom-up node scores,
     ``p(v) / p(parent(v))`` (0 where the parent has 0).
     """
-    kind = sidecar.get("kind")
-    scores = scores.astype(np.float64)
-    if kind in ("sibling_softmax_logits", "level_softmax_logits"):  # per-level heads: softmax over siblings
-        return np.exp(sibling_log_softmax(with_root(scores), tax))
-    if kind == "sibling_sigmoid_logits":
-        return with_root(expit(scores), 1.0)
-    if kind in ("leaf_logits", "subtree_softmax_logits"):
-        p = node_scores(scores, tax, sidecar)
-        parent_p = p[:, np.maximum(tax.parent, 0)]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cond = np.where(parent_p > 0, p / parent_p, 0.0)
-        cond[:, 0] = 1.0
-        return cond
-    raise TaxonbenchError(f"scores of kind {kind!r} have no conditional probabilities")
+    return _apply("conditional", "conditional probabilities", scores, tax, sidecar)
 
 
-CONDITIONAL_KINDS = frozenset({"sibling_softmax_logits", "sibling_sigmoid_logits", "leaf_logits",
-                               "subtree_softmax_logits", "level_softmax_logits"})
+#: Kinds with conditional probabilities (top-down inference); derived from the records.
+CONDITIONAL_KINDS = kinds_with("conditional")
 
-#: Kinds with a distribution over leaves to sum upwards (bottom-up inference).
-BOTTOM_UP_KINDS = frozenset({"leaf_logits", "subtree_softmax_logits", "level_softmax_logits"})
+#: Kinds with a distribution over leaves to sum upwards (bottom-up inference); derived from the records.
+BOTTOM_UP_KINDS = kinds_with("bottom_up")
+
+#: Kinds with node scores of their own (native inference, diffusion); derived from the records.
+NATIVE_KINDS = kinds_with("native")
 
 
 def bottom_up_scores(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.ndarray:
@@ -197,26 +277,20 @@ def bottom_up_scores(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.nda
     ``leaf_logits`` and ``subtree_softmax_logits``: their own rule.
     ``level_softmax_logits``: ``q`` = softmax over the leaves' logits only.
     """
-    kind = sidecar.get("kind")
-    if kind not in BOTTOM_UP_KINDS:
-        raise TaxonbenchError(f"scores of kind {kind!r} have no distribution over leaves to sum up")
-    if kind == "level_softmax_logits":
-        full = with_root(node_scores_width_checked(scores, tax, sidecar))
-        return _leaf_rule(full[:, tax.leaf_nodes], tax, sidecar)
-    return node_scores(scores, tax, sidecar)
+    return _apply("bottom_up", "distribution over leaves to sum up", scores, tax, sidecar)
 
 
 def node_scores_width_checked(scores: np.ndarray, tax: Taxonomy, sidecar: dict) -> np.ndarray:
-    """``scores`` as float64 after checking their width against the kind."""
+    """``scores`` as float64 after checking their width against the kind (or the sidecar's ``dim``)."""
     kind = KINDS.get(sidecar.get("kind", "?"))
-    expected = kind.dim(tax)
-    if scores.shape[1] != expected:
+    expected = kind.dim(tax) if kind.dim is not None else sidecar.get("dim")
+    if expected is not None and scores.shape[1] != expected:
         raise TaxonbenchError(
             f"scores of kind {kind.name!r} must have {expected} columns for this taxonomy; got {scores.shape[1]}"
         )
     return scores.astype(np.float64)
 
 
-__all__ = ["KINDS", "ScoreKind", "node_scores", "conditional_probs", "CONDITIONAL_KINDS", "BOTTOM_UP_KINDS",
-           "bottom_up_scores", "with_root", "sum_over_paths", "sum_over_subtrees", "group_log_softmax",
-           "sibling_log_softmax", "level_log_softmax"]
+__all__ = ["KINDS", "LOGITS", "SCORES", "ScoreKind", "node_scores", "conditional_probs", "CONDITIONAL_KINDS",
+           "BOTTOM_UP_KINDS", "NATIVE_KINDS", "bottom_up_scores", "kinds_with", "with_root", "sum_over_paths",
+           "sum_over_subtrees", "group_log_softmax", "sibling_log_softmax", "level_log_softmax"]

@@ -23,6 +23,8 @@ rule curves_figure:
         dataset_curves,
     output:
         "results/figures/operating_curves_{dataset}.png",
+    params:
+        tables=tables_settings,
     log:
         "logs/figures/operating_curves_{dataset}.log",
     conda:
@@ -33,4 +35,5 @@ rule curves_figure:
         cpus_per_task=1,
     shell:
         "taxonbench curves-figure --title 'Operating curves: {wildcards.dataset}'"
+        " --tables {params.tables:q} --dataset {wildcards.dataset}"
         " --out {output} {input} > {log} 2>&1"

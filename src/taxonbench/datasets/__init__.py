@@ -1,11 +1,7 @@
-"""Dataset adapters, registered by name (the ``source`` key of a params dataset)."""
+"""Dataset adapters, one module per source, registered by name in :data:`taxonbench.registries.DATASETS`
+(the ``source`` key of a params dataset)."""
 
 from taxonbench.datasets.base import DatasetAdapter, prepare_dataset
-from taxonbench.registry import Registry, import_submodules
-
-DATASETS: Registry[type[DatasetAdapter]] = Registry("dataset source")
-
-# Every module of this package registers its adapters on import.
-import_submodules(__name__, __path__)
+from taxonbench.registries import DATASETS
 
 __all__ = ["DATASETS", "DatasetAdapter", "prepare_dataset"]

@@ -76,7 +76,7 @@ from typing import Any
 import numpy as np
 
 from taxonbench import download
-from taxonbench.datasets import DATASETS
+from taxonbench.registries import DATASETS
 from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows, row_batches
 from taxonbench.datasets.images import ImageFormat, ImagePixels
 from taxonbench.errors import TaxonbenchError

@@ -58,7 +58,7 @@ from functools import cached_property
 from pathlib import Path
 
 from taxonbench import download
-from taxonbench.datasets import DATASETS
+from taxonbench.registries import DATASETS
 from taxonbench.datasets.base import FileOptions, Rows, row_batches
 from taxonbench.datasets.images import ImageFile
 from taxonbench.datasets.rare_species import KShotSpecies, check_shots, epithet, read_csv

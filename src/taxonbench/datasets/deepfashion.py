@@ -63,7 +63,7 @@ from pathlib import Path
 import numpy as np
 
 from taxonbench import download
-from taxonbench.datasets import DATASETS
+from taxonbench.registries import DATASETS
 from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows, row_batches
 from taxonbench.datasets.images import ImageFile
 from taxonbench.errors import TaxonbenchError

@@ -65,7 +65,7 @@ from pathlib import Path
 from typing import Any
 
 from taxonbench import download
-from taxonbench.datasets import DATASETS
+from taxonbench.registries import DATASETS
 from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows, row_batches
 from taxonbench.datasets.images import ImageFile
 from taxonbench.errors import TaxonbenchError

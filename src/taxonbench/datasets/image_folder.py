@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from taxonbench.datasets import DATASETS
+from taxonbench.registries import DATASETS
 from taxonbench.datasets.base import FileDatasetAdapter, FileOptions, Rows, row_batches
 from taxonbench.datasets.images import ImageFile
 from taxonbench.errors import TaxonbenchError

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from taxonbench.datasets import DATASETS
+from taxonbench.registries import DATASETS
 from taxonbench.datasets.base import DatasetAdapter, Rows
 from taxonbench.errors import TaxonbenchError
 from taxonbench.params import dataclass_from_dict

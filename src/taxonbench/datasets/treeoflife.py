@@ -79,7 +79,7 @@ from pathlib import Path
 import numpy as np
 
 from taxonbench import download
-from taxonbench.datasets import DATASETS
+from taxonbench.registries import DATASETS
 from taxonbench.datasets.base import ROWS_PER_BATCH, FileDatasetAdapter, FileOptions, Rows
 from taxonbench.datasets.images import ImageBytes
 from taxonbench.errors import TaxonbenchError

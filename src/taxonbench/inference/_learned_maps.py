@@ -17,8 +17,9 @@ from torch import nn
 from taxonbench.devices import resolve_device
 from taxonbench.errors import TaxonbenchError
 from taxonbench.inference.diffusion import DiffusionOperator
-from taxonbench.inference.differentiable_diffusion import EPS, NAME
 from taxonbench.taxonomy import Taxonomy
+
+EPS = 1e-12  # floor of scores inside the logarithms of the loss
 
 
 # ----------------------------------------------------------------------------- maps
@@ -188,11 +189,12 @@ def evaluate_map(model: nn.Module, targets: LevelTargets, f0: torch.Tensor, leaf
     return float((total[used] / count[used]).mean()), correct / len(f0)
 
 
-def resolve_map_device(setting: str) -> torch.device:
+def resolve_map_device(setting: str, where: str = "differentiable_diffusion") -> torch.device:
+    """The device of option ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:1``); ``where`` names the inference."""
     try:
         return resolve_device(setting)
     except RuntimeError as exc:  # torch.device("nonsense")
-        raise TaxonbenchError(f"{NAME}: option 'device': {exc}") from None
+        raise TaxonbenchError(f"{where}: option 'device': {exc}") from None
 
 
 def train_map(taxonomy: Taxonomy, f0: np.ndarray, leaf: np.ndarray, opts: dict,

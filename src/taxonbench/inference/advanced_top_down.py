@@ -47,35 +47,30 @@ from dataclasses import dataclass
 import numpy as np
 
 from taxonbench.errors import TaxonbenchError
-from taxonbench.inference import INFERENCE
+from taxonbench.registries import INFERENCE
 from taxonbench.inference.base import Inference
-from taxonbench.params import dataclass_from_dict
-from taxonbench.score_kinds import CONDITIONAL_KINDS, node_scores
+from taxonbench.declare import param
+from taxonbench.score_kinds import node_scores
 from taxonbench.taxonomy import Taxonomy
 
 COARSE_CHOICES = ("auto", "marginalize", "native")
 
 
-@dataclass
+@dataclass(frozen=True)
 class AdvancedTopDownOptions:
-    coarse: str = "auto"  # auto | marginalize | native: where the parent's coarse factor comes from
+    coarse: str = param("auto", choices=COARSE_CHOICES, doc="where the parent's coarse factor comes from")
 
 
 @INFERENCE.register("advanced_top_down")
 class AdvancedTopDown(Inference):
     """HiE (Jain et al. 2023): leaf probabilities × the parent's coarse factor, renormalised, summed up."""
 
-    name = "advanced_top_down"
-    kinds = CONDITIONAL_KINDS
+    requires = "conditional"
+    Options = AdvancedTopDownOptions
 
     def __init__(self, taxonomy: Taxonomy, options: dict | None = None) -> None:
         super().__init__(taxonomy, options)
-        where = f"inference_options.{self.name}"
-        self.opts = dataclass_from_dict(AdvancedTopDownOptions, self.options, where=where)
-        if self.opts.coarse not in COARSE_CHOICES:
-            raise TaxonbenchError(
-                f"{where}.coarse: must be one of {', '.join(COARSE_CHOICES)}; got {self.opts.coarse!r}"
-            )
+        self.opts = self.parse_options(self.options)
         tax = taxonomy
         # parent of every leaf; a one-node taxonomy's only leaf is the root, its own "parent"
         self._leaf_parent = np.maximum(tax.parent[tax.leaf_nodes].astype(np.int64), 0)

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from taxonbench.inference import INFERENCE
+from taxonbench.registries import INFERENCE
 from taxonbench.inference.base import Inference
-from taxonbench.score_kinds import BOTTOM_UP_KINDS, bottom_up_scores
+from taxonbench.score_kinds import bottom_up_scores
 
 
 @INFERENCE.register("bottom_up")
 class BottomUp(Inference):
-    name = "bottom_up"
-    kinds = BOTTOM_UP_KINDS
+    requires = "bottom_up"
 
     def __call__(self, scores: np.ndarray) -> np.ndarray:
         return bottom_up_scores(scores, self.taxonomy, self.sidecar).astype(np.float32)

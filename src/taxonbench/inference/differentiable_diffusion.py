@@ -70,15 +70,16 @@ training curve (``history``: mean mini-batch loss per epoch; ``loss_init`` /
 from __future__ import annotations
 
 import hashlib
-import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from taxonbench.declare import check_block, fields_of, param
 from taxonbench.errors import TaxonbenchError
-from taxonbench.inference import INFERENCE
+from taxonbench.registries import INFERENCE
 from taxonbench.inference.base import Inference
 from taxonbench.inference.diffusion import DEFAULT_ALPHA
 from taxonbench.io import atomic_path, load_weights_only
@@ -89,58 +90,32 @@ from taxonbench.taxonomy import Taxonomy
 NAME = "differentiable_diffusion"
 FORMAT = "taxonbench.differentiable_diffusion/1"
 PARAMETRIZATIONS = ("edges", "full")
-EPS = 1e-12  # floor of scores inside the logarithms of the loss
 
-DEFAULTS: dict[str, Any] = {
-    "parametrization": "edges",
-    "alpha": DEFAULT_ALPHA,  # diffusion's default
-    "epochs": 30,
-    "lr": 0.01,
-    "batch_size": 512,  # 0 or None: full batch
-    "weight_decay": 0.0,
-    "max_samples": None,  # a seeded random subset of the training rows; None: all
-    "device": "auto",
-}
+@dataclass(frozen=True)
+class DifferentiableDiffusionOptions:
+    """``inference_options.differentiable_diffusion`` (the module docstring says what each does)."""
+
+    parametrization: str = param("edges", choices=PARAMETRIZATIONS, doc="learned edge weights or a full n x n map")
+    alpha: float = param(DEFAULT_ALPHA, gt=0.0, lt=1.0, doc="the closed form the map starts from (diffusion's)")
+    epochs: int = param(30, ge=0, doc="0: the closed form itself (= diffusion)")
+    lr: float = param(0.01, gt=0.0, doc="Adam's learning rate")
+    batch_size: int | None = param(512, ge=0, doc="rows per step; 0 or null: the full batch")
+    weight_decay: float = param(0.0, ge=0.0, doc="pulls the parameters towards the closed form")
+    max_samples: int | None = param(None, ge=1, doc="a seeded random subset of the training rows; null: all")
+    device: str = param("auto", doc="auto, cpu, cuda, cuda:1, ...")
+
+
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields_of(DifferentiableDiffusionOptions)}
 STRUCTURAL = ("parametrization", "alpha")  # fixed by the state; must agree at inference
-KNOWN = frozenset(DEFAULTS) | {"state"}
 
 
 def resolve_options(options: dict | None) -> dict:
-    """Check the options (a typo or a bad value names its key) and fill the defaults."""
-    options = dict(options or {})
-    unknown = sorted(set(options) - KNOWN)
-    if unknown:
-        raise TaxonbenchError(
-            f"{NAME}: unknown option {unknown[0]!r}; known: {', '.join(sorted(KNOWN))}"
-        )
-    out = {**DEFAULTS, **{k: v for k, v in options.items() if k != "state"}}
-
-    def bad(key: str, need: str) -> TaxonbenchError:
-        return TaxonbenchError(f"{NAME}: option {key!r} must be {need}; got {out[key]!r}")
-
-    if out["parametrization"] not in PARAMETRIZATIONS:
-        raise bad("parametrization", " or ".join(PARAMETRIZATIONS))
-    if out["alpha"] is None:
-        out["alpha"] = DEFAULT_ALPHA
-    if isinstance(out["alpha"], bool) or not isinstance(out["alpha"], (int, float)) or not 0 < out["alpha"] < 1:
-        raise bad("alpha", "a number in (0, 1)")
+    """Check the options (a typo or a bad value names its key) and fill the defaults; ``state`` is left out."""
+    given = {k: v for k, v in (options or {}).items() if k != "state"}
+    out = check_block(fields_of(DifferentiableDiffusionOptions), given, f"inference_options.{NAME}")
     out["alpha"] = float(out["alpha"])
-    if out["batch_size"] is None:
-        out["batch_size"] = 0
-    for key, low in (("epochs", 0), ("batch_size", 0)):
-        if isinstance(out[key], bool) or not isinstance(out[key], int) or out[key] < low:
-            raise bad(key, f"an integer ≥ {low}")
-    for key, positive in (("lr", True), ("weight_decay", False)):
-        v = out[key]
-        number = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        if not number or v < 0 or (positive and v == 0):
-            raise bad(key, "a positive number" if positive else "a number ≥ 0")
-        out[key] = float(v)
-    ms = out["max_samples"]
-    if ms is not None and (isinstance(ms, bool) or not isinstance(ms, int) or ms < 1):
-        raise bad("max_samples", "null or an integer ≥ 1")
-    if not isinstance(out["device"], str):
-        raise bad("device", "a string (auto, cpu, cuda, ...)")
+    out["batch_size"] = out["batch_size"] or 0
+    out["lr"], out["weight_decay"] = float(out["lr"]), float(out["weight_decay"])
     return out
 
 
@@ -191,8 +166,8 @@ def read_training_scores(taxonomy: Taxonomy, logits_path: str | os.PathLike, max
 class DifferentiableDiffusion(Inference):
     """Diffusion with a linear map learned on the train split (HCCF §3.3); fitted: option ``state``."""
 
-    name = NAME
-    kinds = frozenset(KINDS.names())
+    requires = "native"
+    Options = DifferentiableDiffusionOptions
     fitted = True
 
     @classmethod
@@ -245,7 +220,7 @@ class DifferentiableDiffusion(Inference):
                 )
         from taxonbench.inference._learned_maps import build_map, resolve_map_device
 
-        self.device = resolve_map_device(options.get("device", DEFAULTS["device"]))
+        self.device = resolve_map_device(options.get("device", DEFAULTS["device"]), NAME)
         opts = self.meta["options"]
         try:
             self.map = build_map(taxonomy, opts["parametrization"], opts["alpha"], self.device, parameters)

@@ -45,10 +45,10 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from taxonbench.errors import TaxonbenchError
-from taxonbench.inference import INFERENCE
+from taxonbench.registries import INFERENCE
 from taxonbench.inference.base import Inference
-from taxonbench.params import dataclass_from_dict
-from taxonbench.score_kinds import KINDS, node_scores
+from taxonbench.declare import param
+from taxonbench.score_kinds import node_scores
 from taxonbench.taxonomy import Taxonomy
 
 DEFAULT_ALPHA = 0.5
@@ -294,23 +294,22 @@ class DiffusionOperator:
         return m
 
 
-@dataclass
+@dataclass(frozen=True)
 class DiffusionOptions:
-    alpha: float = DEFAULT_ALPHA  # HCCF Eq. 4; must lie in (0, 1); the paper gives no value
+    alpha: float = param(DEFAULT_ALPHA, gt=0.0, lt=1.0, doc="HCCF Eq. 4; the paper gives no value")
 
 
 @INFERENCE.register("diffusion")
 class Diffusion(Inference):
     """HCCF diffusion (Eq. 6) of the model's own node scores; options: ``alpha`` (default 0.5)."""
 
-    name = "diffusion"
-    kinds = frozenset(KINDS.names())
+    requires = "native"
+    Options = DiffusionOptions
 
     def __init__(self, taxonomy: Taxonomy, options: dict | None = None) -> None:
         super().__init__(taxonomy, options)
-        where = f"inference_options.{self.name}"
-        opts = dataclass_from_dict(DiffusionOptions, self.options, where=where)
-        self.alpha = check_alpha(opts.alpha, f"{where}.alpha")
+        opts = self.parse_options(self.options)
+        self.alpha = check_alpha(opts.alpha, f"{self.where()}.alpha")
         self.operator = DiffusionOperator(taxonomy, self.alpha)  # factorised once, reused per batch
 
     def __call__(self, scores: np.ndarray) -> np.ndarray:

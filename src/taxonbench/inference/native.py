@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from taxonbench.inference import INFERENCE
+from taxonbench.registries import INFERENCE
 from taxonbench.inference.base import Inference
-from taxonbench.score_kinds import KINDS, node_scores
+from taxonbench.score_kinds import node_scores
 
 
 @INFERENCE.register("native")
 class Native(Inference):
-    name = "native"
-    kinds = frozenset(KINDS.names())
+    requires = "native"
 
     def __call__(self, scores: np.ndarray) -> np.ndarray:
         return node_scores(scores, self.taxonomy, self.sidecar).astype(np.float32)

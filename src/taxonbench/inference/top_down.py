@@ -21,7 +21,7 @@ For the two conditional kinds the product is also their native rule, so
 top-down differs from ``native``/``bottom_up`` only for kinds whose
 conditionals are not already their node scores (e.g. per-level heads, whose
 conditionals renormalise a level's probabilities within each sibling group).
-Accepted kinds: :data:`taxonbench.score_kinds.CONDITIONAL_KINDS`.
+Accepted kinds: every kind with a ``conditional`` rule (:data:`taxonbench.score_kinds.CONDITIONAL_KINDS`).
 """
 
 from __future__ import annotations
@@ -29,17 +29,16 @@ from __future__ import annotations
 import numpy as np
 
 from taxonbench.errors import TaxonbenchError
-from taxonbench.inference import INFERENCE
+from taxonbench.registries import INFERENCE
 from taxonbench.inference.base import Inference
-from taxonbench.score_kinds import CONDITIONAL_KINDS, KINDS, conditional_probs, sum_over_paths
+from taxonbench.score_kinds import KINDS, conditional_probs, sum_over_paths
 
 
 @INFERENCE.register("top_down")
 class TopDown(Inference):
     """p(v) = Π of p(u | parent u) along path(v) (YOLO9000); no options."""
 
-    name = "top_down"
-    kinds = CONDITIONAL_KINDS
+    requires = "conditional"
 
     def __call__(self, scores: np.ndarray) -> np.ndarray:
         kind = KINDS.get(self.sidecar.get("kind", "?"))

@@ -1,11 +1,7 @@
-"""Training methods, registered by name (the ``methods`` of params)."""
+"""Training methods, one module each, registered by name in :data:`taxonbench.registries.METHODS`
+(the ``methods`` of params; a variant names its registered method with ``method:``)."""
 
 from taxonbench.methods.base import Method
-from taxonbench.registry import Registry, import_submodules
-
-METHODS: Registry[type[Method]] = Registry("method")
-
-# Every module of this package registers its methods on import.
-import_submodules(__name__, __path__)
+from taxonbench.registries import METHODS
 
 __all__ = ["METHODS", "Method"]

@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from taxonbench.declare import param
 from taxonbench.errors import TaxonbenchError
 from taxonbench.models.backbones import Backbone
-from taxonbench.taxon_text import DEFAULT_NAMES, DEFAULT_TEMPLATE, node_prompts
+from taxonbench.taxon_text import DEFAULT_NAMES, DEFAULT_TEMPLATE, NAME_STYLES, node_prompts
 from taxonbench.taxonomy import Taxonomy
 
 
@@ -34,15 +35,15 @@ from taxonbench.taxonomy import Taxonomy
 class PromptHparams:
     """How taxa are written for the text tower (:mod:`taxonbench.taxon_text`)."""
 
-    prompt_template: str = DEFAULT_TEMPLATE
-    names: str = DEFAULT_NAMES  # own | scientific | cumulative
+    prompt_template: str = param(DEFAULT_TEMPLATE, doc="a template with {name} (and optionally {rank})")
+    names: str = param(DEFAULT_NAMES, choices=NAME_STYLES, doc="how a taxon is named in its prompt")
 
 
 @dataclass(frozen=True)
 class LevelPromptHparams(PromptHparams):
     """Prompts, and the trained levels (1 = top rank .. D = leaves; null = all)."""
 
-    levels: list | None = None
+    levels: list[int] | None = param(None, ge=1, doc="the trained levels, 1 = top rank .. D = leaves; null = all")
 
 
 def text_tower_of(backbone: Backbone, where: str) -> nn.Module:

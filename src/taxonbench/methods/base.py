@@ -1,21 +1,34 @@
 """The training-method interface.
 
-A method owns a backbone and its head(s), defines the training loss, and says
-what its outputs are (the ``kind`` recorded in the logits sidecar, which
-inference methods use to decide whether they apply). Subclasses register in
-``taxonbench.methods.METHODS``.
+A method owns a backbone and its head(s) and defines the training loss. It
+declares, as class attributes, what the pipeline must know before any job runs:
+
+``name``
+    set by ``@METHODS.register(name)`` (written once);
+``output_kind``
+    the score kind of its dumped outputs (:mod:`taxonbench.score_kinds`), which
+    decides the inference methods that apply to it;
+``Hparams``
+    its hyper-parameters as a dataclass with types, choices and ranges
+    (:func:`taxonbench.declare.param`), checked under ``methods.<experiment>``
+    at Snakemake start and again when the method is built;
+``views``
+    augmented views of each training image the loss reads (2 for contrastive
+    losses; docs/training.md).
+
+Those declarations are read without torch at Snakemake start through the
+declarations index (:mod:`taxonbench.declarations`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from taxonbench.declare import NoOptions, build_options
 from taxonbench.models.backbones import Backbone
-from taxonbench.params import dataclass_from_dict
 from taxonbench.score_kinds import KINDS, node_scores
 from taxonbench.taxonomy import Taxonomy
 
@@ -25,17 +38,17 @@ def loss_precision(outputs: torch.Tensor) -> torch.Tensor:
     return outputs if outputs.dtype == torch.float64 else outputs.float()
 
 
-@dataclass(frozen=True)
-class NoHparams:
-    """A method without hyper-parameters."""
+NoHparams = NoOptions  # a method without hyper-parameters
 
 
 class Method(nn.Module):
     """Backbone + head. ``forward`` gives the raw outputs that are dumped as logits."""
 
-    name: ClassVar[str]
+    name: ClassVar[str]  # set by ``@METHODS.register(name)``
     output_kind: ClassVar[str]  # e.g. "leaf_logits" (one logit per leaf index)
     Hparams: ClassVar[type] = NoHparams
+    #: augmented views of each training image: 1, or 2 for two-view (contrastive) losses
+    views: ClassVar[int] = 1
     #: True when ``training_forward`` reads only the *set* of labels in the batch (to choose the outputs
     #: it computes): given the whole global batch's labels on every rank, it stays exact under DDP
     label_set_forward: ClassVar[bool] = False
@@ -48,7 +61,7 @@ class Method(nn.Module):
         self.taxonomy = taxonomy
         #: the params block messages name: ``methods.<experiment>`` (the experiment may rename the method)
         self.where = f"methods.{experiment or self.name}"
-        self.hparams = dataclass_from_dict(self.Hparams, hparams, where=self.where)
+        self.hparams = build_options(self.Hparams, hparams, where=self.where)
 
     def initialise(self) -> None:
         """Initialisation that reads the backbone's (pretrained) weights, e.g. classifiers set to text
@@ -56,8 +69,12 @@ class Method(nn.Module):
         saved state dict follows (dumping logits), where it would be overwritten. Default: nothing."""
 
     def output_dim(self) -> int:
-        """The width of the dumped outputs: what the score kind prescribes for this taxonomy."""
-        return KINDS.get(self.output_kind).dim(self.taxonomy)
+        """The width of the dumped outputs: what the score kind prescribes for this taxonomy (a method of a
+        kind without a prescribed width, such as ``embeddings``, overrides this)."""
+        dim = KINDS.get(self.output_kind).dim
+        if dim is None:
+            raise NotImplementedError(f"method {self.name!r}: kind {self.output_kind!r} needs output_dim()")
+        return dim(self.taxonomy)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """The head (a subclass sets ``self.head``) on the backbone's features."""

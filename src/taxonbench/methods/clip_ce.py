@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taxonbench.methods import METHODS
+from taxonbench.registries import METHODS
 from taxonbench.methods._clip_levels import (
     LevelLayout,
     LevelPromptHparams,
@@ -51,7 +51,6 @@ from taxonbench.methods.flat_softmax import FlatSoftmax
 class CEClip(FlatSoftmax):
     """Flat softmax on a CLIP visual tower (HCCF Table 3, "CE loss baseline")."""
 
-    name = "ce_clip"
 
     def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
         super().__init__(backbone, taxonomy, hparams, experiment)
@@ -75,7 +74,6 @@ def node_text_embeddings(method: Method, tokens: torch.Tensor) -> tuple[torch.Te
 class CETextInit(Method):
     """Leaf classifier initialised from the leaves' CLIP text embeddings (HCCF Table 3)."""
 
-    name = "ce_text_init"
     output_kind = "leaf_logits"
     Hparams = PromptHparams
 
@@ -100,7 +98,6 @@ class CETextInit(Method):
 class CETextInitLevels(Method):
     """One text-initialised classifier per level; cross-entropy summed over the trained levels."""
 
-    name = "ce_text_init_levels"
     output_kind = "level_softmax_logits"
     Hparams = LevelPromptHparams
 

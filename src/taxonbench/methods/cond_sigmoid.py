@@ -20,14 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taxonbench.methods import METHODS
+from taxonbench.registries import METHODS
 from taxonbench.methods._tree_ops import TreeOps
 from taxonbench.methods.base import Method, loss_precision
 
 
 @METHODS.register("cond_sigmoid")
 class CondSigmoid(Method):
-    name = "cond_sigmoid"
     output_kind = "sibling_sigmoid_logits"
 
     def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:

@@ -18,14 +18,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from taxonbench.methods import METHODS
+from taxonbench.registries import METHODS
 from taxonbench.methods._tree_ops import TreeOps
 from taxonbench.methods.base import Method, loss_precision
 
 
 @METHODS.register("cond_softmax")
 class CondSoftmax(Method):
-    name = "cond_softmax"
     output_kind = "sibling_softmax_logits"
 
     def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:

@@ -33,31 +33,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taxonbench.errors import TaxonbenchError
-from taxonbench.methods import METHODS
+from taxonbench.declare import param
+from taxonbench.registries import METHODS
 from taxonbench.methods._tree_ops import TreeOps
 from taxonbench.methods.base import Method, loss_precision
 
 
 @dataclass(frozen=True)
 class DeepRTCHparams:
-    rho: float = 0.0  # probability of collapsing each internal non-root node in the random cut; 0 = reference table
-    temperature: float = 10.0  # T of the node scores σ(s_v / T) (hard-coded 10.0 in the reference predict function)
+    rho: float = param(0.0, ge=0.0, le=1.0,
+                       doc="probability of collapsing each internal non-root node in the random cut; 0 = reference table")
+    temperature: float = param(10.0, gt=0.0,
+                               doc="T of the node scores σ(s_v / T) (hard-coded 10.0 in the reference predict function)")
 
 
 @METHODS.register("deep_rtc")
 class DeepRTC(Method):
-    name = "deep_rtc"
     output_kind = "path_sum_logits"
     Hparams = DeepRTCHparams
 
     def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
         super().__init__(backbone, taxonomy, hparams, experiment)
-        hp = self.hparams
-        if not 0.0 <= hp.rho <= 1.0:
-            raise TaxonbenchError(f"{self.where}.rho: must be in [0, 1], got {hp.rho!r}")
-        if not hp.temperature > 0:
-            raise TaxonbenchError(f"{self.where}.temperature: must be > 0, got {hp.temperature!r}")
         self.tree = TreeOps(taxonomy)
         is_leaf = np.zeros(taxonomy.n_nodes, dtype=bool)
         is_leaf[taxonomy.leaf_nodes] = True

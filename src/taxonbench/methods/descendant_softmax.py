@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from taxonbench.errors import TaxonbenchError
-from taxonbench.methods import METHODS
+from taxonbench.declare import param
+from taxonbench.registries import METHODS
 from taxonbench.methods._tree_ops import TreeOps
 from taxonbench.methods.base import Method, loss_precision
 
@@ -46,22 +46,20 @@ _NEGATIVES = ("exclusive", "all")
 
 @dataclass(frozen=True)
 class DescendantSoftmaxHparams:
-    negatives: str = "exclusive"  # N(a): "exclusive" = neither ancestor nor descendant of a; "all" = all other nodes
-    balanced: bool = True  # weight ancestor a's term by 1/n(a) (reference node_weight, "-bal" runs); False: weight 1
+    negatives: str = param("exclusive", choices=_NEGATIVES,
+                           doc='N(a): "exclusive" = neither ancestor nor descendant of a; "all" = all other nodes')
+    balanced: bool = param(True, doc="weight ancestor a's term by 1/n(a) (reference node_weight, \"-bal\" runs); "
+                                     "False: weight 1")
 
 
 @METHODS.register("descendant_softmax")
 class DescendantSoftmax(Method):
-    name = "descendant_softmax"
     output_kind = "subtree_softmax_logits"
     Hparams = DescendantSoftmaxHparams
 
     def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
         super().__init__(backbone, taxonomy, hparams, experiment)
         hp = self.hparams
-        if hp.negatives not in _NEGATIVES:
-            raise TaxonbenchError(f"{self.where}.negatives: must be one of {', '.join(_NEGATIVES)}; "
-                                  f"got {hp.negatives!r}")
         self.tree = TreeOps(taxonomy)
         # ancestor_table[v, d]: the ancestor of v at depth d (v itself at its depth), -1 below v
         self.register_buffer("ancestor_table", torch.as_tensor(taxonomy.ancestor_table, dtype=torch.long),

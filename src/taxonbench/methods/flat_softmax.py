@@ -11,13 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taxonbench.methods import METHODS
+from taxonbench.registries import METHODS
 from taxonbench.methods.base import Method
 
 
 @METHODS.register("flat_softmax")
 class FlatSoftmax(Method):
-    name = "flat_softmax"
     output_kind = "leaf_logits"
 
     def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:

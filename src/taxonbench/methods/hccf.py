@@ -48,7 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taxonbench.methods import METHODS
+from taxonbench.declare import param
+from taxonbench.registries import METHODS
 from taxonbench.methods._clip_levels import (
     LevelLayout,
     LevelPromptHparams,
@@ -66,7 +67,7 @@ TEXT_CHUNK = 1024  # prompts encoded at once when scoring every node
 
 @dataclass(frozen=True)
 class HCCFHparams(LevelPromptHparams):
-    train_text: bool = True  # update the text encoder too (HCCF: both encoders)
+    train_text: bool = param(True, doc="update the text encoder too (HCCF: both encoders)")
 
 
 def identity_linear(width: int) -> nn.Linear:
@@ -86,7 +87,6 @@ def clip_loss(similarity: torch.Tensor) -> torch.Tensor:
 
 @METHODS.register("hccf")
 class HCCF(Method):
-    name = "hccf"
     output_kind = "level_softmax_logits"
     Hparams = HCCFHparams
     label_set_forward = True  # encodes the text of the taxa present in the batch

@@ -34,7 +34,6 @@ the leaf softmax.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,8 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taxonbench.errors import TaxonbenchError
-from taxonbench.methods import METHODS
+from taxonbench.declare import param
+from taxonbench.registries import METHODS
 from taxonbench.methods.base import Method, loss_precision
 from taxonbench.taxonomy import Taxonomy
 
@@ -62,24 +61,20 @@ def node_heights(taxonomy: Taxonomy) -> np.ndarray:
 
 @dataclass(frozen=True)
 class HXEHparams:
-    alpha: float = 0.1  # decay of the per-edge weights exp(−α·…) (paper sweeps 0.1–0.6; 0 = flat cross-entropy)
-    weighting: str = "depth"  # "depth": λ decays from the root down (reference codes); "height": λ = exp(−α·height)
+    alpha: float = param(0.1, ge=0.0,
+                         doc="decay of the per-edge weights exp(−α·…) (paper sweeps 0.1–0.6; 0 = flat cross-entropy)")
+    weighting: str = param("depth", choices=_WEIGHTINGS,
+                           doc='"depth": λ decays from the root down (reference codes); "height": λ = exp(−α·height)')
 
 
 @METHODS.register("hxe")
 class HXE(Method):
-    name = "hxe"
     output_kind = "leaf_logits"
     Hparams = HXEHparams
 
     def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
         super().__init__(backbone, taxonomy, hparams, experiment)
         hp = self.hparams
-        if not (math.isfinite(hp.alpha) and hp.alpha >= 0):
-            raise TaxonbenchError(f"{self.where}.alpha: must be a finite number >= 0, got {hp.alpha!r}")
-        if hp.weighting not in _WEIGHTINGS:
-            raise TaxonbenchError(f"{self.where}.weighting: must be one of {', '.join(_WEIGHTINGS)}; "
-                                  f"got {hp.weighting!r}")
         exponent = taxonomy.depth - 1.0 if hp.weighting == "depth" else node_heights(taxonomy).astype(np.float64)
         weight = np.exp(-hp.alpha * exponent)
         weight[0] = 0.0  # the root has no conditional

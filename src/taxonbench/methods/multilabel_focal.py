@@ -22,21 +22,22 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from taxonbench.declare import param
 from taxonbench.errors import TaxonbenchError
-from taxonbench.methods import METHODS
+from taxonbench.registries import METHODS
 from taxonbench.methods._tree_ops import TreeOps
 from taxonbench.methods.base import Method, loss_precision
 
 
 @dataclass(frozen=True)
 class MultilabelFocalHparams:
-    gamma: float = 1.0  # focusing exponent γ of (1 − p_t)^γ; the Valmadre 2022 / HCCF run uses 1
-    alpha: float = 0.95  # weight α of the positives (1 − α of negatives), −1 = none; the paper run uses 0.95
+    gamma: float = param(1.0, ge=0.0, doc="focusing exponent γ of (1 − p_t)^γ; the Valmadre 2022 / HCCF run uses 1")
+    alpha: float = param(0.95, ge=-1.0, le=1.0,
+                         doc="weight α of the positives (1 − α of negatives), −1 = none; the paper run uses 0.95")
 
 
 @METHODS.register("multilabel_focal")
 class MultilabelFocal(Method):
-    name = "multilabel_focal"
     output_kind = "node_sigmoid_logits"
     Hparams = MultilabelFocalHparams
 

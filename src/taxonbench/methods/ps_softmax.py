@@ -21,14 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taxonbench.methods import METHODS
+from taxonbench.registries import METHODS
 from taxonbench.methods._tree_ops import TreeOps
 from taxonbench.methods.base import Method, loss_precision
 
 
 @METHODS.register("ps_softmax")
 class PathSumSoftmax(Method):
-    name = "ps_softmax"
     output_kind = "leaf_logits"
 
     def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:

@@ -29,35 +29,32 @@ kept). Node scores (kind ``leaf_logits``): bottom-up sums of the leaf softmax.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taxonbench.errors import TaxonbenchError
-from taxonbench.methods import METHODS
+from taxonbench.declare import param
+from taxonbench.registries import METHODS
 from taxonbench.methods.base import Method, loss_precision
 from taxonbench.methods.hxe import node_heights
 
 
 @dataclass(frozen=True)
 class SoftLabelsHparams:
-    beta: float = 10.0  # hardness β of q(c|y) ∝ exp(−β·h(LCA)/h_max) (paper sweep 4–30; larger: nearer one-hot)
+    beta: float = param(10.0, ge=0.0,
+                        doc="hardness β of q(c|y) ∝ exp(−β·h(LCA)/h_max) (paper sweep 4–30; larger: nearer one-hot)")
 
 
 @METHODS.register("soft_labels")
 class SoftLabels(Method):
-    name = "soft_labels"
     output_kind = "leaf_logits"
     Hparams = SoftLabelsHparams
 
     def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
         super().__init__(backbone, taxonomy, hparams, experiment)
         beta = self.hparams.beta
-        if not (math.isfinite(beta) and beta >= 0):
-            raise TaxonbenchError(f"{self.where}.beta: must be a finite number >= 0, got {beta!r}")
         height = node_heights(taxonomy)
         distance = height / max(int(height[0]), 1)  # d = h / h_max, h_max = h(root)
         self.register_buffer("distance", torch.as_tensor(distance, dtype=torch.float32), persistent=False)

@@ -18,34 +18,31 @@ Node scores (kind ``subtree_softmax_logits``): p(v) = Σ_{u ∈ subtree(v)} soft
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from taxonbench.errors import TaxonbenchError
-from taxonbench.methods import METHODS
+from taxonbench.declare import param
+from taxonbench.registries import METHODS
 from taxonbench.methods._tree_ops import TreeOps
 from taxonbench.methods.base import Method, loss_precision
 
 
 @dataclass(frozen=True)
 class SoftmarginHparams:
-    margin: float = 5.0  # τ added to every node off path(y) (reference config margin_tau=5, margin='incorrect')
+    margin: float = param(5.0, ge=0.0,
+                          doc="τ added to every node off path(y) (reference config margin_tau=5, margin='incorrect')")
 
 
 @METHODS.register("softmargin")
 class Softmargin(Method):
-    name = "softmargin"
     output_kind = "subtree_softmax_logits"
     Hparams = SoftmarginHparams
 
     def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
         super().__init__(backbone, taxonomy, hparams, experiment)
         tau = self.hparams.margin
-        if not (math.isfinite(tau) and tau >= 0):
-            raise TaxonbenchError(f"{self.where}.margin: must be a finite number >= 0, got {tau!r}")
         self.tree = TreeOps(taxonomy)
         self.head = nn.Linear(self.num_features, self.output_dim())
 

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from taxonbench.errors import TaxonbenchError
-from taxonbench.registry import Registry
+from taxonbench.registries import METRIC_FAMILIES
 from taxonbench.taxonomy import Taxonomy
 
 #: Rows are handed to the families in blocks of about this many scores
@@ -44,7 +44,6 @@ class MetricFamily(Protocol):
     def result(self) -> tuple[dict[str, float], dict[str, np.ndarray]]: ...
 
 
-METRIC_FAMILIES: Registry[type[MetricFamily]] = Registry("metric family")
 
 
 def check_chunk(
@@ -161,9 +160,6 @@ def evaluate(
             curve[key] = value
     return metrics, curve
 
-
-# Register the families (they import METRIC_FAMILIES from this module).
-from taxonbench.metrics import operating_curve, severity  # noqa: E402,F401
 
 __all__ = [
     "BLOCK_ELEMENTS",

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from taxonbench.metrics import METRIC_FAMILIES
+from taxonbench.registries import METRIC_FAMILIES
 from taxonbench.taxonomy import Taxonomy
 
 N_THRESHOLDS = 1001

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from taxonbench.metrics import METRIC_FAMILIES
+from taxonbench.registries import METRIC_FAMILIES
 from taxonbench.taxonomy import Taxonomy
 
 #: The k of the hierarchical distance@k outputs (``hier_dist_at_<k>``).

@@ -17,7 +17,7 @@ from torch import nn
 
 from taxonbench.errors import TaxonbenchError
 from taxonbench.io import load_weights_only
-from taxonbench.registry import Registry
+from taxonbench.registries import BACKBONES
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,6 @@ class Backbone:
 
 
 BackboneFactory = Callable[..., Backbone]
-BACKBONES: Registry[BackboneFactory] = Registry("backbone")
 
 
 def build_backbone(name: str, pretrained: str | None = None) -> Backbone:
@@ -142,5 +141,3 @@ def _torchvision_resnet(arch: str) -> BackboneFactory:
 
 for _arch in ("resnet18", "resnet50"):
     BACKBONES.register(_arch)(_torchvision_resnet(_arch))
-
-from taxonbench.models import clip as _clip  # noqa: E402,F401  (registers the open_clip family)

@@ -46,7 +46,8 @@ import torch
 from torch import nn
 
 from taxonbench.errors import TaxonbenchError
-from taxonbench.models.backbones import BACKBONES, Backbone, Preprocess
+from taxonbench.models.backbones import Backbone, Preprocess
+from taxonbench.registries import BACKBONES
 
 #: The tiny CLIP of the embedded default (``clip_configs/taxonbench-tiny-clip.json``).
 TINY_CLIP = "taxonbench-tiny-clip"

@@ -1,8 +1,13 @@
 """Specs of the HCCF paper's Tables 1-6.
 
 Source: "Hierarchical Classification by Training to Diffuse on the Manifold"
-(anonymous submission; ``shared/seeds/000_460d7c0220e7230c.txt``, Tables 1-6),
-numbers transcribed in ``reference/hccf_table*.csv``.
+(anonymous submission, Tables 1-6), numbers transcribed in
+``reference/hccf_table*.csv`` (provenance in ``reference/README.md``).
+
+Every HCCF table is an experiment table: rows are experiments, columns metric
+keys (:data:`HCCF_COLUMNS`), one dataset per table (``tables.<id>.dataset``),
+numbers printed as percentages with two decimals (:data:`taxonbench.tables.spec.PERCENT_2`, the
+default format of a :class:`TableSpec`; metrics JSONs hold fractions).
 
 Each row maps the paper's label (exactly as printed) to the registry names
 ``(method, inference)`` of the experiment that reproduces it. The paper's
