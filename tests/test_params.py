@@ -64,13 +64,13 @@ def test_load_params_merges_and_reports_file(tmp_path):
 
 
 def test_variants_and_extra_methods_expand_the_matrix():
-    from taxonbench.params import all_methods, dataset_methods, experiment_matrix, method_inference
+    from taxonbench.plan import all_methods, dataset_methods, experiment_matrix, method_inference, validate
 
-    cfg = validate_params({
+    cfg = validate({
         "datasets": {"a": {"source": "synthetic"}, "b": {"source": "synthetic"}},
         "methods": {"hccf_L67": {"method": "hccf", "levels": [6, 7], "train": {"epochs": 2}}},
         "experiments": {"datasets": ["a", "b"], "methods": ["flat_softmax"], "extra_methods": {"b": ["hccf_L67"]},
-                        "inference": {"all": ["native"], "hccf_L67": ["bottom_up"]}},
+                        "inference": {"default": ["native"], "hccf_L67": ["native", "bottom_up"]}},
     })
     settings = train_settings(cfg, "b", "hccf_L67")
     assert (settings["method"], settings["experiment"]) == ("hccf", "hccf_L67")

@@ -25,7 +25,8 @@ def _add_settings_args(p: argparse.ArgumentParser) -> None:
 
 
 def _resolve(args, resolver, *names):
-    from taxonbench.params import load_params, parse_settings
+    from taxonbench.params import parse_settings
+    from taxonbench.plan import load_params
 
     if args.settings is not None:
         return parse_settings(args.settings)
@@ -129,7 +130,8 @@ def cmd_evaluate(args) -> None:
     from taxonbench.shards import TAXONOMY
     from taxonbench.taxonomy import Taxonomy
 
-    m = evaluate_scores(args.scores, Taxonomy.read(Path(args.shards) / TAXONOMY), args.out, args.curve)
+    m = evaluate_scores(args.scores, Taxonomy.read(Path(args.shards) / TAXONOMY), args.out, args.curve,
+                        tune_path=args.tune_scores)
     print(" ".join(f"{k}={v:.4f}" for k, v in m.items() if isinstance(v, float)))
 
 
@@ -153,15 +155,25 @@ def cmd_curves_figure(args) -> None:
 
 
 def cmd_list(args) -> None:
-    from taxonbench.datasets import DATASETS
-    from taxonbench.inference import INFERENCE
-    from taxonbench.methods import METHODS
-    from taxonbench.models.backbones import BACKBONES
-    from taxonbench.tables import TABLES
+    from taxonbench.registries import ALL
 
-    for title, reg in [("dataset sources", DATASETS), ("backbones", BACKBONES), ("methods", METHODS),
-                       ("inference", INFERENCE), ("tables", TABLES)]:
+    for title, reg in ALL.items():
         print(f"{title}: {', '.join(reg.names())}")
+    if args.declarations:
+        from taxonbench.declarations import family_declarations, inference_declarations, method_declarations
+
+        print("\nmethods (score kind; hyper-parameters):")
+        for name, d in method_declarations().items():
+            hp = "; ".join(f"{f.name}: {f.describe()} = {f.default!r}" for f in d.hparams) or "none"
+            print(f"  {name} ({d.kind}; views {d.views}): {hp}")
+        print("\ninference (accepted kinds -> output; options):")
+        for name, d in inference_declarations().items():
+            opts = "; ".join(f"{f.name}: {f.describe()} = {f.default!r}" for f in d.options) or "none"
+            fit = f", fitted on {d.fit_split}" if d.fitted else ""
+            print(f"  {name} ({', '.join(sorted(d.accepts))} -> {d.produces}{fit}): {opts}")
+        print("\nmetric families (reads; split roles):")
+        for name, d in family_declarations().items():
+            print(f"  {name} ({d.reads}; {', '.join(d.splits)})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -235,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shards", required=True, help="dataset directory holding taxonomy.parquet")
     p.add_argument("--out", required=True, help="metrics JSON")
     p.add_argument("--curve", default=None, help="operating-curve CSV")
+    p.add_argument("--tune-scores", default=None, help="scores of the tune split, for families that tune on it")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("tables", help="regenerate the paper tables as CSV + LaTeX + vs-paper")
@@ -253,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_curves_figure)
 
     p = sub.add_parser("list", help="list registered datasets, backbones, methods, inference and tables")
+    p.add_argument("--declarations", action="store_true",
+                   help="also each method's score kind and hyper-parameters, each inference's kinds and options")
     p.set_defaults(func=cmd_list)
     return parser
 

@@ -5,17 +5,34 @@ from __future__ import annotations
 import io
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from taxonbench.errors import TaxonbenchError
 from taxonbench.io import write_json_atomic, write_text_atomic
-from taxonbench.matrix_io import iter_matrix
-from taxonbench.metrics import evaluate
+from taxonbench.matrix_io import iter_matrix, read_sidecar, sidecar_path
+from taxonbench.metrics import evaluate, families_reading, units_of
 from taxonbench.taxonomy import Taxonomy
 
 CURVE_COLUMNS = ("threshold", "info_recall", "info_precision", "correct")
+
+
+def _chunks(path: Path, taxonomy: Taxonomy, batch_rows: int) -> tuple[str, Iterator[tuple[np.ndarray, np.ndarray]]]:
+    """The kind of a scores file (its sidecar) and its ``(scores, leaf)`` row batches."""
+    kind = read_sidecar(path).get("kind", "node_prob") if sidecar_path(path).exists() else "node_prob"
+    node_shaped = kind != "embeddings"
+
+    def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for _, leaf, scores in iter_matrix(path, kind, batch_rows):
+            if node_shaped and scores.shape[1] != taxonomy.n_nodes:
+                raise TaxonbenchError(
+                    f"{path}: {kind} has {scores.shape[1]} entries per sample, the taxonomy has {taxonomy.n_nodes} nodes"
+                )
+            yield scores, leaf
+
+    return kind, chunks()
 
 
 def evaluate_scores(
@@ -24,25 +41,29 @@ def evaluate_scores(
     out_json: str | os.PathLike,
     out_curve: str | os.PathLike | None = None,
     batch_rows: int = 4096,
+    tune_path: str | os.PathLike | None = None,
 ) -> dict:
-    """Compute every metric of ``scores_path`` (``id, leaf, node_prob``); write JSON (and curve CSV)."""
+    """Compute every metric family that reads ``scores_path``'s kind; write the metrics JSON (and curve CSV).
+
+    ``tune_path``: the same kind of scores on the tune split (validation), for the families that tune on it.
+    The JSON is flat ``metric -> value`` (null for NaN) plus ``"units": {metric: unit}`` (docs/metrics.md).
+    """
     scores_path = Path(scores_path)
-
-    def chunks():
-        for _, leaf, node_prob in iter_matrix(scores_path, "node_prob", batch_rows):
-            if node_prob.shape[1] != taxonomy.n_nodes:
-                raise TaxonbenchError(
-                    f"{scores_path}: node_prob has {node_prob.shape[1]} entries per sample, "
-                    f"the taxonomy has {taxonomy.n_nodes} nodes"
-                )
-            yield node_prob, leaf
-
-    metrics, curve = evaluate(chunks(), taxonomy)
-    clean = {k: (float(v) if not (isinstance(v, float) and math.isnan(v)) else None) for k, v in metrics.items()}
+    kind, chunks = _chunks(scores_path, taxonomy, batch_rows)
+    tune = None
+    if tune_path is not None:
+        tune_kind, tune = _chunks(Path(tune_path), taxonomy, batch_rows)
+        if tune_kind != kind:
+            raise TaxonbenchError(f"{tune_path}: scores of kind {tune_kind!r}, but {scores_path} holds {kind!r}")
+    families = families_reading(kind)
+    metrics, curve = evaluate(chunks, taxonomy, families, kind=kind, tune_chunks=tune)
+    clean: dict = {k: (float(v) if not (isinstance(v, float) and math.isnan(v)) else None) for k, v in metrics.items()}
+    clean["units"] = {k: u for k, u in units_of(families).items() if k in metrics}
     write_json_atomic(out_json, clean)
     if out_curve is not None:
         buf = io.StringIO()
         buf.write(",".join(CURVE_COLUMNS) + "\n")
-        np.savetxt(buf, np.column_stack([curve[c] for c in CURVE_COLUMNS]), delimiter=",", fmt="%.6f")
+        if curve:
+            np.savetxt(buf, np.column_stack([curve[c] for c in CURVE_COLUMNS]), delimiter=",", fmt="%.6f")
         write_text_atomic(out_curve, buf.getvalue())
     return metrics

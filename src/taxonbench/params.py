@@ -101,10 +101,6 @@ def validate_params(cfg: Mapping[str, Any], source: str = "params") -> dict:
         )
     cfg = _fill_defaults(cfg, sch)
     _check_references(cfg, source)
-    try:
-        method_inference(cfg)
-    except TaxonbenchError as exc:
-        raise TaxonbenchError(f"{source}: {exc}") from None
     return cfg
 
 
@@ -125,11 +121,14 @@ def _check_references(cfg: dict, source: str) -> None:
                 f"({', '.join(cfg['experiments']['datasets'])})"
             )
     for table, spec in cfg.get("tables", {}).items():
-        if spec["dataset"] not in cfg["experiments"]["datasets"]:
-            raise TaxonbenchError(
-                f"{source}: tables.{table}.dataset: {spec['dataset']!r} is not among "
-                f"experiments.datasets ({', '.join(cfg['experiments']['datasets'])})"
-            )
+        named = [("dataset", spec["dataset"])] if spec.get("dataset") else []
+        named += [(f"datasets.{column}", d) for column, d in (spec.get("datasets") or {}).items()]
+        for key, dataset in named:
+            if dataset not in cfg["experiments"]["datasets"]:
+                raise TaxonbenchError(
+                    f"{source}: tables.{table}.{key}: {dataset!r} is not among "
+                    f"experiments.datasets ({', '.join(cfg['experiments']['datasets'])})"
+                )
 
 
 def deep_merge(base: dict, override: Mapping[str, Any]) -> dict:
@@ -189,10 +188,13 @@ def train_settings(cfg: dict, dataset: str, method: str) -> dict:
     name; a ``method:`` key inside its block names the registered method it
     runs (so one method can run as several experiments, e.g. ``hccf_L67:
     {method: hccf, levels: [6, 7]}``); without it the name is the method.
+    ``dataset`` is the dataset trained on (for a cross-dataset experiment, its
+    ``trained_on``).
     """
     method_cfg = copy.deepcopy(cfg.get("methods", {}).get(method, {}))
     train_override = method_cfg.pop("train", {})
     registered = method_cfg.pop("method", method)
+    method_cfg.pop("trained_on", None)  # where the model comes from (taxonbench.plan), not a hyper-parameter
     train = deep_merge(cfg.get("train", {}), train_override)
     return {
         "dataset": dataset,
@@ -203,47 +205,6 @@ def train_settings(cfg: dict, dataset: str, method: str) -> dict:
         "train": train,
         "hparams": method_cfg,
     }
-
-
-def all_methods(cfg: dict) -> list[str]:
-    """Every experiment of the set: ``experiments.methods``, then each dataset's ``extra_methods``, once each."""
-    ex = cfg["experiments"]
-    out = list(ex["methods"])
-    for names in ex.get("extra_methods", {}).values():
-        out += [m for m in names if m not in out]
-    return out
-
-
-def dataset_methods(cfg: dict, dataset: str) -> list[str]:
-    """The experiments run on one dataset: ``experiments.methods`` plus its ``extra_methods``."""
-    ex = cfg["experiments"]
-    extra = ex.get("extra_methods", {}).get(dataset, [])
-    return list(ex["methods"]) + [m for m in extra if m not in ex["methods"]]
-
-
-def method_inference(cfg: dict) -> dict[str, list[str]]:
-    """For every method of the experiment set, the inference methods run on its outputs."""
-    ex = cfg["experiments"]
-    spec = ex["inference"]
-    methods = all_methods(cfg)
-    if isinstance(spec, list):
-        return {m: list(spec) for m in methods}
-    unknown = [k for k in spec if k != "all" and k not in methods]
-    if unknown:
-        raise TaxonbenchError(
-            f"experiments.inference.{unknown[0]}: not among the experiment set's methods ({', '.join(methods)})"
-        )
-    out = {}
-    for m in methods:
-        names = list(spec.get("all", [])) + [i for i in spec.get(m, []) if i not in spec.get("all", [])]
-        out[m] = names
-    return out
-
-
-def experiment_matrix(cfg: dict) -> list[tuple[str, str, str]]:
-    """All (dataset, method, inference) triples the experiment set asks for."""
-    pairs = method_inference(cfg)
-    return [(d, m, i) for d in cfg["experiments"]["datasets"] for m in dataset_methods(cfg, d) for i in pairs[m]]
 
 
 def inference_options(cfg: dict, inference: str) -> dict:

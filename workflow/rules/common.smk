@@ -10,36 +10,23 @@ from snakemake.exceptions import WorkflowError
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from taxonbench.errors import TaxonbenchError
-from taxonbench.inference import INFERENCE as INFERENCE_REGISTRY
-from taxonbench.params import (
-    all_methods,
-    dataset_methods,
-    dataset_settings,
-    inference_options,
-    method_inference,
-    train_settings,
-    validate_params,
-)
+from taxonbench.params import dataset_settings, inference_options, train_settings
+from taxonbench import plan
 
-try:
-    PARAMS = validate_params(config, source="params (snakemake config)")
-    PAIRS = method_inference(PARAMS)  # method -> inference methods run on its outputs
+try:  # the schema and every declaration (method hyper-parameters, inference options), before any job
+    PARAMS = plan.validate(config, source="params (snakemake config)")
+    PAIRS = plan.method_inference(PARAMS)  # experiment -> inference methods run on its outputs
     INFERENCE = sorted({i for names in PAIRS.values() for i in names})
-    FITTED = [i for i in INFERENCE if INFERENCE_REGISTRY.get(i).fitted]
+    FITTED = plan.fitted_inference()  # fitted inference -> the split it is fitted on
+    METHODS = plan.all_methods(PARAMS)  # experiments.methods + every dataset's extra_methods
+    LOGIT_SPLITS = {m: plan.logit_splits(PARAMS, m, PAIRS) for m in METHODS}
+    SCORED = {i: plan.scored_splits(PARAMS, i) for i in INFERENCE}  # inference -> {role: split}
 except TaxonbenchError as exc:
     raise WorkflowError(str(exc)) from None
 
 EXPERIMENTS = PARAMS["experiments"]
 DATASETS = EXPERIMENTS["datasets"]
-METHODS = all_methods(PARAMS)  # experiments.methods + every dataset's extra_methods
-EVAL_SPLIT = EXPERIMENTS["eval_split"]
-
-
-def logit_splits(method):
-    """The splits dumped for a method: experiments.logit_splits, and train when a fitted inference
-    (differentiable diffusion) learns from its train-split scores."""
-    fitted = any(i in FITTED for i in PAIRS[method])
-    return EXPERIMENTS["logit_splits"] + (["train"] if fitted and "train" not in EXPERIMENTS["logit_splits"] else [])
+CURVED = [i for i in INFERENCE if plan.produces(i) == "node_prob"]  # evaluated with an operating curve
 
 
 def _alternatives(names):
@@ -54,7 +41,13 @@ wildcard_constraints:
     table=r"[a-z0-9_]+",
 
 
-FITTED_PATTERN = _alternatives(FITTED) if FITTED else "(?!)"  # matches nothing without fitted inference
+def _pattern_of(names):
+    return _alternatives(names) if names else "(?!)"  # "(?!)" matches nothing
+
+
+FITTED_PATTERN = _pattern_of(sorted(FITTED))
+CURVED_PATTERN = _pattern_of(CURVED)
+UNCURVED_PATTERN = _pattern_of([i for i in INFERENCE if i not in CURVED])
 
 
 def shards_dir(wildcards):
@@ -63,6 +56,11 @@ def shards_dir(wildcards):
 
 def model_dir(wildcards):
     return f"results/models/{wildcards.dataset}/{wildcards.method}"
+
+
+def model_file(wildcards):
+    """The model an experiment's logits on a dataset come from: trained on `trained_on` (cross-dataset) or there."""
+    return f"results/models/{plan.trained_on(PARAMS, wildcards.dataset, wildcards.method)}/{wildcards.method}/model.pt"
 
 
 def downloads(dataset):
@@ -136,6 +134,24 @@ def infer_inputs(wildcards):
     return inputs
 
 
+def fit_logits(wildcards):
+    """The logits a fitted inference learns from: its declared fit split (train for differentiable diffusion)."""
+    return f"results/logits/{wildcards.dataset}/{wildcards.method}/{FITTED[wildcards.inference]}.parquet"
+
+
+def evaluate_inputs(wildcards):
+    """The scores of every split role the metric families of this inference's output read (eval; tune)."""
+    base = f"results/scores/{wildcards.dataset}/{wildcards.method}/{wildcards.inference}"
+    inputs = {"taxonomy": f"data/shards/{wildcards.dataset}/taxonomy.parquet"}
+    for role, split in SCORED[wildcards.inference].items():
+        inputs[role] = f"{base}/{split}.parquet"
+    return inputs
+
+
+def tune_argument(wildcards, input):
+    return f"--tune-scores {input.tune}" if "tune" in input.keys() else ""
+
+
 def fitted_state(wildcards):
     return f"results/models/{wildcards.dataset}/{wildcards.method}/{wildcards.inference}.pt"
 
@@ -148,7 +164,7 @@ def _per_pair(pattern, datasets):
     return [
         pattern.format(dataset=d, method=m, inference=i)
         for d in datasets
-        for m in dataset_methods(PARAMS, d)
+        for m in plan.dataset_methods(PARAMS, d)
         for i in PAIRS[m]
     ]
 
@@ -158,7 +174,8 @@ def metrics_files():
 
 
 def dataset_curves(wildcards):
-    return _per_pair("results/curves/{dataset}/{method}/{inference}.csv", [wildcards.dataset])
+    return [c for c in _per_pair("results/curves/{dataset}/{method}/{inference}.csv", [wildcards.dataset])
+            if Path(c).stem in CURVED]
 
 
 def table_outputs():
@@ -173,8 +190,8 @@ def logits_files():
     return [
         f"results/logits/{d}/{m}/{split}.parquet"
         for d in DATASETS
-        for m in dataset_methods(PARAMS, d)
-        for split in logit_splits(m)
+        for m in plan.dataset_methods(PARAMS, d)
+        for split in LOGIT_SPLITS[m]
     ]
 
 

@@ -1,12 +1,15 @@
 rule evaluate:
+    # inference that produces node scores: every node-score metric family, and the operating curve
+    wildcard_constraints:
+        inference=CURVED_PATTERN,
     input:
-        scores=f"results/scores/{{dataset}}/{{method}}/{{inference}}/{EVAL_SPLIT}.parquet",
-        taxonomy="data/shards/{dataset}/taxonomy.parquet",
+        unpack(evaluate_inputs),
     output:
         metrics="results/metrics/{dataset}/{method}/{inference}.json",
         curve="results/curves/{dataset}/{method}/{inference}.csv",
     params:
         shards=shards_dir,
+        tune=tune_argument,
     log:
         "logs/evaluate/{dataset}/{method}/{inference}.log",
     conda:
@@ -16,5 +19,29 @@ rule evaluate:
         mem_mb=8000,  # operating curve over every test sample and node (README: < 1 GB at iNat21 scale)
         cpus_per_task=1,
     shell:
-        "taxonbench evaluate --scores {input.scores} --shards {params.shards}"
+        "taxonbench evaluate --scores {input.eval} {params.tune} --shards {params.shards}"
         " --out {output.metrics} --curve {output.curve} > {log} 2>&1"
+
+
+rule evaluate_without_curve:
+    # inference that produces set predictions or embeddings: the families that read them, no curve
+    wildcard_constraints:
+        inference=UNCURVED_PATTERN,
+    input:
+        unpack(evaluate_inputs),
+    output:
+        metrics="results/metrics/{dataset}/{method}/{inference}.json",
+    params:
+        shards=shards_dir,
+        tune=tune_argument,
+    log:
+        "logs/evaluate/{dataset}/{method}/{inference}.log",
+    conda:
+        "../../environment.yml"
+    resources:
+        runtime=60,
+        mem_mb=8000,
+        cpus_per_task=1,
+    shell:
+        "taxonbench evaluate --scores {input.eval} {params.tune} --shards {params.shards}"
+        " --out {output.metrics} > {log} 2>&1"

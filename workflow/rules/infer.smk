@@ -2,7 +2,7 @@ rule fit_inference:
     wildcard_constraints:
         inference=FITTED_PATTERN,
     input:
-        logits="results/logits/{dataset}/{method}/train.parquet",
+        logits=fit_logits,  # the inference's declared fit split
         taxonomy="data/shards/{dataset}/taxonomy.parquet",
     output:
         "results/models/{dataset}/{method}/{inference}.pt",

@@ -27,7 +27,7 @@ rule train:
 
 rule logits:
     input:
-        model="results/models/{dataset}/{method}/model.pt",
+        model=model_file,  # trained on this dataset, or on the experiment's `trained_on`
         manifest="data/shards/{dataset}/manifest.json",
     output:
         scores="results/logits/{dataset}/{method}/{split}.parquet",

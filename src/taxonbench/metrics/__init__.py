@@ -6,15 +6,29 @@ for every taxonomy node ``v`` (root included) and the index of its true leaf
 scores from Parquet in row batches, so every family accumulates sufficient
 statistics chunk by chunk and never holds all ``N x n`` scores at once.
 
-A family is a class registered in :data:`METRIC_FAMILIES` with
+A family is a class registered in :data:`METRIC_FAMILIES` that declares
+
+* ``reads`` -- the score kind it evaluates (``node_prob``, ``node_set`` or
+  ``embeddings``, :mod:`taxonbench.score_kinds`); the evaluate step computes
+  every family that reads the kind an inference produces;
+* ``splits`` -- the split roles it reads: ``("eval",)``, or ``("tune", "eval")``
+  for values tuned on a validation split (``experiments.tune_split``) and
+  scored on the evaluation split;
+* ``units`` -- metric name -> unit (``fraction`` in [0, 1], ``percent``,
+  ``count``, ``real``), written beside the values in the metrics JSON;
+
+and implements
 
 * ``__init__(self, taxonomy)``,
-* ``update(self, node_prob, gt_leaf)`` -- one validated block of rows
-  (``node_prob`` ``(b, n_nodes)`` finite floats, ``gt_leaf`` ``(b,)`` int64 in range),
+* ``update_tune(self, scores, gt_leaf)`` -- (tuning families only) one block of
+  the tune split, all of it before the first ``update``,
+* ``update(self, scores, gt_leaf)`` -- one validated block of rows
+  (``scores`` ``(b, dim)`` finite floats, ``gt_leaf`` ``(b,)`` int64 in range),
 * ``result(self) -> (metrics: dict[str, float], curve: dict[str, np.ndarray])``.
 
-Registered families: ``operating_curve`` (METRICS.md §1) and
-``mistake_severity`` (METRICS.md §5).
+Registered families: ``operating_curve`` (docs/metrics.md §1),
+``mistake_severity`` (§5) and ``set_size`` (§2, the number of labels
+predicted per image).
 """
 
 from __future__ import annotations
@@ -36,6 +50,10 @@ BLOCK_ELEMENTS = 1 << 23
 
 class MetricFamily(Protocol):
     """What :func:`evaluate` needs from a registered family."""
+
+    reads: str
+    splits: tuple[str, ...]
+    units: dict[str, str]
 
     def __init__(self, taxonomy: Taxonomy) -> None: ...
 
@@ -107,42 +125,88 @@ def _blocks(n_rows: int, n_cols: int) -> Iterator[slice]:
         yield slice(start, min(n_rows, start + step))
 
 
+def families_reading(kind: str) -> list[str]:
+    """The registered families that evaluate scores of ``kind``."""
+    return [name for name, cls in METRIC_FAMILIES.items() if cls.reads == kind]
+
+
+def units_of(families: Iterable[str]) -> dict[str, str]:
+    """Metric name -> unit for the families named (and ``n_samples``, a count)."""
+    units = {"n_samples": "count"}
+    for name in families:
+        units.update(METRIC_FAMILIES.get(name).units)
+    return units
+
+
+def _stream(chunks: Iterable[tuple[Any, Any]], taxonomy: Taxonomy, kind: str,
+            consumers: list[Any], what: str) -> int:
+    """Validate ``(scores, gt_leaf)`` chunks and hand them, in bounded blocks, to ``consumers``; the row count."""
+    node_shaped = kind != "embeddings"
+    n_samples = 0
+    for chunk_no, chunk in enumerate(chunks):
+        try:
+            scores, gt_leaf = chunk
+        except (TypeError, ValueError):
+            raise TaxonbenchError(
+                f"{what} chunk {chunk_no} must be a (scores, gt_leaf) pair; got {type(chunk).__name__}"
+            ) from None
+        if node_shaped:
+            p, g = check_chunk(scores, gt_leaf, taxonomy, row_offset=n_samples)
+        else:
+            p, g = np.asarray(scores, dtype=np.float64), np.asarray(gt_leaf, dtype=np.int64)
+            if p.ndim != 2 or g.shape != (len(p),):
+                raise TaxonbenchError(f"{what}: embeddings must be (samples x dim) with one leaf per row; "
+                                      f"got {p.shape} and {g.shape}")
+        for rows in _blocks(len(p), p.shape[1]):
+            block = p[rows]
+            check_finite(block, row_offset=n_samples + rows.start)
+            for consume in consumers:
+                consume(block, g[rows])
+        n_samples += len(p)
+    return n_samples
+
+
 def evaluate(
     chunks: Iterable[tuple[Any, Any]],
     taxonomy: Taxonomy,
     families: Iterable[str] | None = None,
+    *,
+    kind: str = "node_prob",
+    tune_chunks: Iterable[tuple[Any, Any]] | None = None,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Compute metric families over ``(node_prob, gt_leaf)`` chunks in one streaming pass.
+    """Compute metric families over ``(scores, gt_leaf)`` chunks in one streaming pass.
 
-    ``node_prob``: ``(batch, n_nodes)`` scores (root included, float32 in the
-    pipeline); ``gt_leaf``: ``(batch,)`` leaf indices ``0..L-1``. ``families``
-    names registered families (default: all). Returns the merged metrics
-    (fractions, plus ``n_samples``) and the merged curves (for the operating
-    curve: ``threshold``, ``info_recall``, ``info_precision``, ``correct``).
-    Bad input raises :class:`TaxonbenchError`.
+    ``scores``: ``(batch, n_nodes)`` node scores or sets (root included,
+    float32 in the pipeline), or ``(batch, dim)`` embeddings; ``gt_leaf``:
+    ``(batch,)`` leaf indices ``0..L-1``. ``families`` names registered
+    families (default: every family that reads ``kind``); ``tune_chunks`` is
+    the tune split, read first by the families that tune on it. Returns the
+    merged metrics (plus ``n_samples``; units: :func:`units_of`) and the merged
+    curves (for the operating curve: ``threshold``, ``info_recall``,
+    ``info_precision``, ``correct``). Bad input raises :class:`TaxonbenchError`.
     """
     if families is None:
-        names = METRIC_FAMILIES.names()
+        names = families_reading(kind)
     elif isinstance(families, str):
         names = [families]
     else:
         names = list(families)
+    if not names:
+        raise TaxonbenchError(f"no metric family reads scores of kind {kind!r}")
+    for name in names:
+        reads = METRIC_FAMILIES.get(name).reads
+        if reads != kind:
+            raise TaxonbenchError(f"metric family {name!r} reads {reads!r} scores, not {kind!r}")
     instances = [METRIC_FAMILIES.get(name)(taxonomy) for name in names]
-    n_samples = 0
-    for chunk_no, chunk in enumerate(chunks):
-        try:
-            node_prob, gt_leaf = chunk
-        except (TypeError, ValueError):
-            raise TaxonbenchError(
-                f"chunk {chunk_no} must be a (node_prob, gt_leaf) pair; got {type(chunk).__name__}"
-            ) from None
-        p, g = check_chunk(node_prob, gt_leaf, taxonomy, row_offset=n_samples)
-        for rows in _blocks(len(p), p.shape[1]):
-            block = p[rows]
-            check_finite(block, row_offset=n_samples + rows.start)
-            for family in instances:
-                family.update(block, g[rows])
-        n_samples += len(p)
+    tuning = [f for name, f in zip(names, instances) if "tune" in METRIC_FAMILIES.get(name).splits]
+    if tuning:
+        if tune_chunks is None:
+            needing = [name for name in names if "tune" in METRIC_FAMILIES.get(name).splits]
+            raise TaxonbenchError(f"metric family {needing[0]!r} tunes on a validation split: its scores are needed "
+                                  "(evaluate --tune-scores)")
+        if _stream(tune_chunks, taxonomy, kind, [f.update_tune for f in tuning], "tune split") == 0:
+            raise TaxonbenchError("no samples to tune on: the tune split is empty")
+    n_samples = _stream(chunks, taxonomy, kind, [f.update for f in instances], "evaluation split")
     if n_samples == 0:
         raise TaxonbenchError("no samples to evaluate: every chunk was empty")
 
@@ -168,4 +232,6 @@ __all__ = [
     "check_chunk",
     "check_finite",
     "evaluate",
+    "families_reading",
+    "units_of",
 ]

@@ -204,6 +204,11 @@ class OperatingCurve:
     :data:`THRESHOLDS`.
     """
 
+    reads = "node_prob"
+    splits = ("eval",)
+    units = {"ap": "fraction", "ac": "fraction", "r_at_90c": "fraction", "r_at_95c": "fraction",
+             "majority_f1": "fraction", "leaf_f1": "fraction", "leaf_top1": "fraction"}
+
     def __init__(self, taxonomy: Taxonomy) -> None:
         self.taxonomy = taxonomy
         nodes = candidate_nodes(taxonomy)

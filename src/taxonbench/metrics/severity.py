@@ -83,7 +83,13 @@ class MistakeSeverity:
 
     Outputs: ``mistake_severity``, ``hier_dist_at_1``, ``hier_dist_at_5``,
     ``mistake_lca_depth``, ``random_mistake_lca_depth``, ``n_mistakes``.
+    Heights and depths are mean numbers of tree edges (unit ``real``), not fractions.
     """
+
+    reads = "node_prob"
+    splits = ("eval",)
+    units = {"mistake_severity": "real", "mistake_lca_depth": "real", "random_mistake_lca_depth": "real",
+             "n_mistakes": "count", **{f"hier_dist_at_{k}": "real" for k in TOP_K}}
 
     def __init__(self, taxonomy: Taxonomy) -> None:
         self.taxonomy = taxonomy
