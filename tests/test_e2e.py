@@ -150,7 +150,7 @@ TINY_HCCF_PARAMS = {
               "optimizer": {"name": "adamw", "lr": 0.001}},
     "methods": {"hccf": {}, "hccf_L67": {"method": "hccf", "levels": [6, 7]}, "ce_text_init": {}},
     "experiments": {"datasets": ["tiny"], "methods": ["hccf"], "extra_methods": {"tiny": ["hccf_L67", "ce_text_init"]},
-                    "inference": {"all": ["bottom_up"], "hccf": ["diffusion"]}},
+                    "inference": {"default": ["bottom_up"], "hccf": ["bottom_up", "diffusion"]}},
     "tables": {"hccf_table3": {"dataset": "tiny"}, "hccf_table4": {"dataset": "tiny"}},
 }
 

@@ -243,3 +243,18 @@ def test_a_family_tunes_on_one_split_and_scores_another(monkeypatch, tmp_path):
     assert metrics["tuned_accuracy"] == 0.5  # 0.8 right, 0.6 wrong, 0.72 wrong, 0.1 right
     assert metrics["units"]["tuned_threshold"] == "real" and metrics["units"]["ap"] == "fraction"
     assert metrics["units"]["n_mistakes"] == "count" and metrics["units"]["n_samples"] == "count"
+
+
+def test_the_snakefile_start_imports_no_torch(tmp_path):
+    """With the declarations index in place, validating params and deriving the matrix imports no torch."""
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "TAXONBENCH_CACHE": str(tmp_path)}
+    warm = "from taxonbench.declarations import method_declarations; method_declarations()"
+    subprocess.run([sys.executable, "-c", warm], env=env, check=True)
+    code = ("import sys, yaml; from taxonbench import plan; "
+            "cfg = plan.validate(yaml.safe_load(open('params.yaml'))); plan.experiment_matrix(cfg); "
+            "[plan.logit_splits(cfg, m) for m in plan.all_methods(cfg)]; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
