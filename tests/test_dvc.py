@@ -6,7 +6,7 @@ source and a tiny configuration (test_e2e's, with fewer jobs); it is run once wi
 fixture). Each test then works in a fresh `git clone` + `dvc pull`, which is
 what a collaborator or a cluster account starts from: no DVC cache, no
 Snakemake records other than those pulled, every restored file with a new
-mtime (PIPELINE.md 3.4; the remedy is described in docs/dvc.md).
+mtime (the remedy is described in docs/dvc.md).
 """
 
 from __future__ import annotations

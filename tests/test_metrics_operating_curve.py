@@ -1,7 +1,7 @@
-"""Tests of the operating-curve family (METRICS.md §1).
+"""Tests of the operating-curve family (docs/metrics.md §1).
 
 The vectorised implementation is compared with ``brute_force_family`` below,
-a deliberately slow transcription of METRICS.md §1 with Python loops over
+a deliberately slow transcription of docs/metrics.md §1 with Python loops over
 samples, thresholds and nodes, on random trees and random scores.
 """
 
@@ -32,7 +32,7 @@ CURVE_KEYS = ["info_recall", "info_precision", "correct"]
 
 # --------------------------------------------------------------- brute force
 def bf_scores(tree: Tree, g: int, y: int) -> dict[str, float]:
-    """METRICS.md §1 per-sample scores of prediction y for true node g."""
+    """docs/metrics.md §1 per-sample scores of prediction y for true node g."""
     a = tree.lca(g, y)
     exact = y == g
     if a == g:  # y is g or below it: truncate to g
@@ -72,7 +72,7 @@ def bf_leaf(tree: Tree, p: list[float]) -> int:
 
 
 def bf_pareto_integrate(x: list[float], y: list[float]) -> float:
-    """METRICS.md §1: rectangles under the right-upper envelope, from x = 0."""
+    """docs/metrics.md §1: rectangles under the right-upper envelope, from x = 0."""
     points = sorted(zip(x, y), key=lambda xy: xy[0])
     envelope = []  # max of y over the points with x >= this x, scanning from the right
     best = -math.inf

@@ -1,4 +1,4 @@
-"""Tests of mistake severity and hierarchical distance@k (METRICS.md §5)."""
+"""Tests of mistake severity and hierarchical distance@k (docs/metrics.md §5)."""
 
 from __future__ import annotations
 

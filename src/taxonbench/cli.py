@@ -1,4 +1,4 @@
-"""The ``taxonbench`` command: one subcommand per stage of the pipeline (DESIGN.md §1).
+"""The ``taxonbench`` command: one subcommand per stage of the pipeline (docs/design.md §1).
 
 Snakemake rules and DVC call these; each reads explicit input paths and writes
 explicit output paths. Settings come either from params files (``--params``)

@@ -1,4 +1,4 @@
-"""Dump a trained model's outputs for one split (DESIGN.md §3 "Logits")."""
+"""Dump a trained model's outputs for one split (docs/design.md §3 "Logits")."""
 
 from __future__ import annotations
 

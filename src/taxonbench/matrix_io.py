@@ -1,7 +1,7 @@
 """Parquet files holding one fixed-size float32 vector per sample.
 
 Used for logits (``results/logits/...``: ``id``, ``leaf``, ``scores``) and node
-scores (``results/scores/...``: ``id``, ``leaf``, ``node_prob``), DESIGN.md §3.
+scores (``results/scores/...``: ``id``, ``leaf``, ``node_prob``), docs/design.md §3.
 Files are written through a temporary name and read back in row batches, so a
 split of any size streams through a fixed amount of memory.
 """

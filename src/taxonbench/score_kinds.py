@@ -2,7 +2,7 @@
 
 The logits sidecar records the ``kind``; inference methods use it to decide
 whether they apply. Vectors over "non-root nodes" have ``n - 1`` entries,
-entry ``j`` belonging to node ``j + 1``. Rules (METHODS.md §A, column "node
+entry ``j`` belonging to node ``j + 1``. Rules (docs/methods.md §A, column "node
 scores"; Valmadre 2022):
 
 =========================  =====  ==========================================================  ==========================

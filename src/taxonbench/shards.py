@@ -1,6 +1,6 @@
 """Parquet image shards: writing, reading, and a torch ``Dataset`` over them.
 
-Contract (DESIGN.md §3): ``<dir>/<split>-NNNNN.parquet`` with columns ``id``
+Contract (docs/design.md §3): ``<dir>/<split>-NNNNN.parquet`` with columns ``id``
 (string), ``image`` (binary: an encoded PNG/JPEG, already at the stored size)
 and ``leaf`` (int32 leaf index), optional extra columns. Beside them
 ``taxonomy.parquet`` and ``manifest.json``; the manifest is written last, so a

@@ -1,6 +1,6 @@
 """The taxonomy tree: nodes, parents, depths, ranks, names, leaves.
 
-This module is the only home of hierarchy semantics. Contract (DESIGN.md §3),
+This module is the only home of hierarchy semantics. Contract (docs/design.md §3),
 ``taxonomy.parquet``:
 
 =========  ======  =====================================================
@@ -14,7 +14,7 @@ name       string  the taxon's own name
 leaf       int32   leaf index 0..L-1; null for internal nodes
 =========  ======  =====================================================
 
-Derived quantities follow METRICS.md: ``n(v)`` is the number of leaves under
+Derived quantities follow docs/metrics.md: ``n(v)`` is the number of leaves under
 ``v`` (a leaf counts itself), ``info(v) = log2(L / n(v))``, a *trivial* node is
 an internal node with exactly one child, and ``LCA(a, b)`` is the deepest node
 on both root paths.
@@ -316,7 +316,7 @@ class Taxonomy:
 
     @cached_property
     def is_trivial(self) -> np.ndarray:
-        """True for internal nodes with exactly one child (METRICS.md: *trivial*)."""
+        """True for internal nodes with exactly one child (docs/metrics.md: *trivial*)."""
         return self.n_children == 1
 
     @cached_property
@@ -363,7 +363,7 @@ class Taxonomy:
 
     @cached_property
     def info(self) -> np.ndarray:
-        """``info(v) = log2(L / n(v))``: 0 at the root, ``log2 L`` at a leaf (METRICS.md §1)."""
+        """``info(v) = log2(L / n(v))``: 0 at the root, ``log2 L`` at a leaf (docs/metrics.md §1)."""
         return np.log2(self.n_leaves / self.n_leaves_under)
 
     @cached_property

@@ -6,7 +6,7 @@ An adapter turns a source (a download, or the synthetic generator) into a
 ``image`` is finished encoded bytes or an image source
 (:mod:`taxonbench.datasets.images`) that :func:`prepare_dataset` decodes,
 resizes and encodes in worker processes. :func:`prepare_dataset` writes the
-shards (DESIGN.md §3).
+shards (docs/design.md §3).
 
 Adapters of downloadable datasets derive from :class:`FileDatasetAdapter`:
 typed options with ``root`` / ``download`` / ``allow_unverified`` /

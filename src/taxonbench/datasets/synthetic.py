@@ -1,4 +1,4 @@
-"""The embedded default dataset: a procedurally generated "synthetic taxonomy" (DESIGN.md §4).
+"""The embedded default dataset: a procedurally generated "synthetic taxonomy" (docs/design.md §4).
 
 A random tree of the seven Linnaean ranks below the root (kingdom ... species)
 with a pseudo-Latin name per taxon. Every node carries an *appearance code*, a

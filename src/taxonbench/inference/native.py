@@ -1,4 +1,4 @@
-"""Native inference: each method's own node-score rule (METHODS.md §A, "node scores").
+"""Native inference: each method's own node-score rule (docs/methods.md §A, "node scores").
 
 This is how the HCCF paper's Tables 1–2 evaluate the baseline losses (after
 Valmadre 2022): independent sigmoids for multilabel focal, products of

@@ -9,7 +9,7 @@ a set of negatives N(a), each weighted by 1/n(a) (n(a) = leaves under a)::
 
     loss(θ, y) = Σ_{a ∈ path(y)} (1/n(a)) · [−θ_a + log(e^{θ_a} + Σ_{u ∈ N(a)} e^{θ_u})]
 
-``negatives="exclusive"`` (default; METHODS.md §A): N(a) = the nodes that are
+``negatives="exclusive"`` (default; docs/methods.md §A): N(a) = the nodes that are
 neither ancestors nor descendants of a, N(a) = V \\ (anc(a) ∪ subtree(a)).
 The root has no such node, so its term is 0 whether or not it is counted.
 This is ``hier_torch.MaxCutSoftmaxComplementLoss`` /

@@ -1,6 +1,6 @@
 """Metric families computed from node scores, one streaming pass over row chunks.
 
-Input contract (DESIGN.md §3, METRICS.md): for every sample a score ``p[i, v]``
+Input contract (docs/design.md §3, docs/metrics.md): for every sample a score ``p[i, v]``
 for every taxonomy node ``v`` (root included) and the index of its true leaf
 (``0..L-1``, see :attr:`Taxonomy.leaf_nodes`). The evaluate step reads node
 scores from Parquet in row batches, so every family accumulates sufficient

@@ -1,6 +1,6 @@
 """The operating-curve family: AP, AC, R@90C, R@95C, Majority F1, Leaf F1, Leaf Top1.
 
-Definitions: METRICS.md §1, after Valmadre, "Hierarchical classification at
+Definitions: docs/metrics.md §1, after Valmadre, "Hierarchical classification at
 multiple operating points" (NeurIPS 2022) and its code ``jvlmdr/hiercls``.
 
 Per-sample scores of a prediction ``y`` against the true leaf ``g``, with
@@ -29,7 +29,7 @@ from taxonbench.registries import METRIC_FAMILIES
 from taxonbench.taxonomy import Taxonomy
 
 N_THRESHOLDS = 1001
-#: The resampling thresholds 1.000, 0.999, ..., 0.000 (METRICS.md §1).
+#: The resampling thresholds 1.000, 0.999, ..., 0.000 (docs/metrics.md §1).
 THRESHOLDS = np.arange(N_THRESHOLDS - 1, -1, -1, dtype=np.float64) / (N_THRESHOLDS - 1)
 _ASCENDING = THRESHOLDS[::-1].copy()
 
@@ -42,7 +42,7 @@ MAJORITY_THRESHOLD = 0.5
 def pareto_integrate(x: np.ndarray, y: np.ndarray) -> float:
     """Area under the right-upper envelope of the points ``(x, y)``.
 
-    METRICS.md §1: sort by x, replace y by ``max{y_j : x_j >= x_i}``, and sum
+    docs/metrics.md §1: sort by x, replace y by ``max{y_j : x_j >= x_i}``, and sum
     ``(x_i - x_{i-1}) * y_i`` from ``x_0 = 0`` to the largest x (no
     extrapolation). ``x = [.1, .2, .8], y = [.9, .5, .3]`` gives 0.32.
     """
@@ -114,7 +114,7 @@ class SpecificityGroups:
 def pareto_keep(gmax: np.ndarray) -> np.ndarray:
     """Which specificity groups hold an element of each row's Pareto sequence.
 
-    METRICS.md §1: sort by p descending, ties by specificity descending, and
+    docs/metrics.md §1: sort by p descending, ties by specificity descending, and
     keep a node iff it is strictly more specific than every node before it.
     Per group that is: its best node is kept iff its score is strictly above
     the best score of every strictly more specific group (a suffix max); on a
@@ -132,7 +132,7 @@ def pareto_front(specificity: np.ndarray, prob: np.ndarray) -> np.ndarray:
     """Boolean mask of the per-sample Pareto sequence over arbitrary columns.
 
     ``specificity``: ``(m,)``; ``prob``: ``(m,)`` or ``(rows, m)``. The kept
-    columns, in increasing specificity, are the sequence (METRICS.md §1). The
+    columns, in increasing specificity, are the sequence (docs/metrics.md §1). The
     worked example ``info [1,2,2,4,4,4,8,8]``, ``p [1,.4,.6,.1,.3,.2,.1,.2]``
     keeps columns 0, 2, 4, 7.
     """
@@ -153,7 +153,7 @@ def info_scores(
 ) -> dict[str, np.ndarray]:
     """Per-sample ``info_recall``, ``info_precision``, ``info_f1``, ``correct``, ``exact``.
 
-    METRICS.md §1 (Valmadre 2022): ``a = LCA(g, y)``; a prediction below the
+    docs/metrics.md §1 (Valmadre 2022): ``a = LCA(g, y)``; a prediction below the
     truth is truncated to it; ratios with 0/0 count as 1.
     """
     g = np.asarray(gt_node, dtype=np.int64)
@@ -188,7 +188,7 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def candidate_nodes(taxonomy: Taxonomy) -> np.ndarray:
-    """Nodes that may be predicted: non-trivial nodes and the root (METRICS.md §1)."""
+    """Nodes that may be predicted: non-trivial nodes and the root (docs/metrics.md §1)."""
     candidate = taxonomy.n_children != 1
     candidate[0] = True
     return np.flatnonzero(candidate)
@@ -196,7 +196,7 @@ def candidate_nodes(taxonomy: Taxonomy) -> np.ndarray:
 
 @METRIC_FAMILIES.register("operating_curve")
 class OperatingCurve:
-    """Streaming accumulator of the METRICS.md §1 family (Valmadre 2022).
+    """Streaming accumulator of the docs/metrics.md §1 family (Valmadre 2022).
 
     Outputs (fractions): ``ap``, ``ac``, ``r_at_90c``, ``r_at_95c``,
     ``majority_f1``, ``leaf_f1``, ``leaf_top1``, ``n_samples``; curve:

@@ -1,4 +1,4 @@
-"""Mistake severity and hierarchical distance@k (METRICS.md §5).
+"""Mistake severity and hierarchical distance@k (docs/metrics.md §5).
 
 After Bertinetto et al., "Making better mistakes: leveraging class hierarchies
 with deep networks" (CVPR 2020). With ``height(y, g) = depth(g) - depth(LCA(y, g))``
@@ -79,7 +79,7 @@ def top_k_columns(scores: np.ndarray, k: int, block: int = 64) -> np.ndarray:
 
 @METRIC_FAMILIES.register("mistake_severity")
 class MistakeSeverity:
-    """Streaming accumulator of METRICS.md §5 (Bertinetto et al. 2020).
+    """Streaming accumulator of docs/metrics.md §5 (Bertinetto et al. 2020).
 
     Outputs: ``mistake_severity``, ``hier_dist_at_1``, ``hier_dist_at_5``,
     ``mistake_lca_depth``, ``random_mistake_lca_depth``, ``n_mistakes``.
