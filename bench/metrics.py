@@ -1,4 +1,4 @@
-"""Benchmark the metric families at iNat21 scale (METRICS.md §1: "for scale").
+"""Benchmark the metric families at iNat21 scale (docs/metrics.md §1: "for scale").
 
 Builds an iNat21-shaped tree (a root and 7 ranks of 3/13/51/273/1103/4900/10000
 nodes; 16,344 nodes, 10,000 leaves; children spread evenly over the rank

@@ -234,7 +234,7 @@ def test_img_zip_is_extracted_and_a_truncated_one_is_named(tmp_path):
     ({"leaf_level": "image"}, r"options\.leaf_level: expected one of category, product, variation"),
     ({"part": "both"}, r"options\.part: expected one of all, seen, unseen"),
     ({"unseen_fraction": 1.5}, r"options\.unseen_fraction: expected a number in \[0, 1\)"),
-    ({"unseen_categories": "Denim"}, r"options\.unseen_categories: expected a list"),
+    ({"unseen_categories": "Denim"}, r"options\.unseen_categories: must be a list or null"),
     ({"splits": ["train", "seen_train"], "part": "seen"}, r"options\.splits: 'seen_train' is not a split"),
     ({"unseen_fracton": 0.3}, r"options\.unseen_fracton: unknown key \(did you mean 'unseen_fraction'\?\)"),
 ])

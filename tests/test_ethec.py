@@ -212,7 +212,7 @@ def test_missing_files_say_what_to_place_where(tmp_path):
     ({"version": "v1"}, r"options\.version: expected one of v0\.1, v0\.2"),
     ({"subsett": "small"}, r"options\.subsett: unknown key \(did you mean 'subset'\?\)"),
     ({"images_dir": "../elsewhere"}, r"options\.images_dir: expected a folder relative to root"),
-    ({"download": 1}, r"options\.download: expected bool"),
+    ({"download": 1}, r"options\.download: must be true or false"),
 ])
 def test_options_are_validated(tmp_path, options, pattern):
     with pytest.raises(TaxonbenchError, match=pattern):

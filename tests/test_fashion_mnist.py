@@ -190,10 +190,10 @@ def test_missing_file_says_what_to_place_where(fashion):
 @pytest.mark.parametrize("options,pattern", [
     ({"val_sise": 10}, r"options\.val_sise: unknown key \(did you mean 'val_size'\?\)"),
     ({"val_size": -1}, r"options\.val_size: expected a non-negative integer"),
-    ({"val_size": 1.5}, r"options\.val_size: expected an integer"),
+    ({"val_size": 1.5}, r"options\.val_size: must be an integer"),
     ({"image_size": "28"}, r"options\.image_size: expected an integer or null"),
     ({"image_size": 4}, r"options\.image_size: expected at least 8"),
-    ({"allow_unverified": 1}, r"options\.allow_unverified: expected bool"),
+    ({"allow_unverified": 1}, r"options\.allow_unverified: must be true or false"),
 ])
 def test_options_are_validated(tmp_path, options, pattern):
     with pytest.raises(TaxonbenchError, match=pattern):

@@ -65,7 +65,7 @@ def test_default_rank_names_and_ragged_depths(tmp_path):
     ("image_at_split_root", r"an image directly under the split folder has no taxon"),
     ("short_ranks", r"options\.ranks: 1 names for folders 3 deep"),
     ("no_split", r"options\.root: .*/val not found"),
-    ("splits_string", r"options\.splits: expected a non-empty list of names"),
+    ("splits_string", r"options\.splits: must be a list or null"),
 ])
 def test_bad_folders_are_named(tree, case, pattern):
     options = {}

@@ -395,7 +395,7 @@ def test_published_checksums_are_listed():
     ({"layout": "folder"}, r"options\.layout: expected one of archives, folders"),
     ({"parent_rule": "second"}, r"options\.parent_rule: expected one of first, last"),
     ({"val_per_clas": 3}, r"options\.val_per_clas: unknown key \(did you mean 'val_per_class'\?\)"),
-    ({"collapse_chains": "yes"}, r"options\.collapse_chains: expected bool"),
+    ({"collapse_chains": "yes"}, r"options\.collapse_chains: must be true or false"),
     ({"val_per_class": -1}, r"options\.val_per_class: expected at least 0"),
     ({"layout": "folders", "verify": True}, r"options\.verify: only the archives have published checksums"),
     ({"hierarchy": ""}, r"options\.hierarchy: expected 'wordnet' or the path"),

@@ -256,7 +256,7 @@ def test_annotation_with_unknown_category_is_named(inat21):
 @pytest.mark.parametrize("options,pattern", [
     ({"version": "2019"}, r"options\.version: expected one of 2018, 2021, 2021_mini"),
     ({"image_sise": 32}, r"options\.image_sise: unknown key \(did you mean 'image_size'\?\)"),
-    ({"download": "yes"}, r"options\.download: expected bool"),
+    ({"download": "yes"}, r"options\.download: must be true or false"),
     ({"image_size": 4}, r"options\.image_size: expected at least 8"),
 ])
 def test_options_are_validated(tmp_path, options, pattern):

@@ -178,7 +178,7 @@ def test_download_fetches_metadata_csv(rare, tmp_path, monkeypatch):
     ({"shot": 1}, r"options\.shot: unknown key \(did you mean 'shots'\?\)"),
     ({"shots": -1}, r"options\.shots: expected a non-negative integer"),
     ({"shots": 0, "val_shots": 1}, r"options\.val_shots: needs shots > 0"),
-    ({"shots": "5"}, r"options\.shots: expected a number"),
+    ({"shots": "5"}, r"options\.shots: must be an integer"),
 ])
 def test_options_are_validated(tmp_path, options, pattern):
     with pytest.raises(TaxonbenchError, match=pattern):

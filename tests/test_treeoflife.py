@@ -273,7 +273,7 @@ def test_missing_shards_and_download_explain_how_to_build_them(tmp_path):
     ({"incomplete": "keep"}, r"options\.incomplete: expected one of drop, fill"),
     ({"max_shard": 2}, r"options\.max_shard: unknown key \(did you mean 'max_shards'\?\)"),
     ({"limit": 0}, r"options\.limit: expected a positive integer or null"),
-    ({"max_shards": "2"}, r"options\.max_shards: expected a positive integer or null"),
+    ({"max_shards": "2"}, r"options\.max_shards: must be an integer or null"),
     ({"test_fraction": 1.5}, r"options\.test_fraction: expected a fraction"),
     ({"val_fraction": 0.6, "test_fraction": 0.5}, r"val_fraction \+ test_fraction must be below 1"),
     ({"shards": "../elsewhere/*.tar"}, r"options\.shards: expected a glob relative to root"),
