@@ -258,3 +258,22 @@ def test_the_snakefile_start_imports_no_torch(tmp_path):
             "[plan.logit_splits(cfg, m) for m in plan.all_methods(cfg)]; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_logits_of_another_dataset_need_the_same_tree(tmp_path):
+    from taxonbench.logits import check_same_taxonomy
+    from taxonbench.shards import TAXONOMY
+    from taxonbench.taxonomy import Taxonomy
+
+    same = Taxonomy.from_parents(TAX_PARENTS)
+    other = Taxonomy.from_parents([-1, 0, 0, 1, 2, 2])
+    for name, tax in (("a", same), ("b", same), ("c", other)):
+        (tmp_path / name).mkdir()
+        tax.write(tmp_path / name / TAXONOMY)
+    meta = {"dataset": "a"}
+    check_same_taxonomy(meta, "leaf_logits", tmp_path / "b", same, "m.pt")  # the same tree: fine
+    check_same_taxonomy(meta, "embeddings", tmp_path / "c", other, "m.pt")  # embeddings transfer anywhere
+    with pytest.raises(TaxonbenchError, match="trained on dataset 'a', whose taxonomy differs from 'c'"):
+        check_same_taxonomy(meta, "leaf_logits", tmp_path / "c", other, "m.pt")
+    with pytest.raises(TaxonbenchError, match="taxonomy .* is missing"):
+        check_same_taxonomy({"dataset": "z"}, "leaf_logits", tmp_path / "b", same, "m.pt")

@@ -18,6 +18,24 @@ from taxonbench.devices import resolve_device
 from taxonbench.training import load_model
 
 
+def check_same_taxonomy(meta: dict, kind: str, shards_dir: Path, taxonomy: Taxonomy, model_path) -> None:
+    """A model trained on another dataset (cross-dataset evaluation) must have been trained on the same tree
+    (parents and names) unless its outputs are embeddings; the training dataset's taxonomy is read beside
+    ``shards_dir`` (``data/shards/<dataset>/``)."""
+    trained = meta.get("dataset")
+    if kind == "embeddings" or not trained or trained == shards_dir.name:
+        return
+    path = shards_dir.parent / trained / TAXONOMY
+    if not path.exists():
+        raise TaxonbenchError(f"{model_path}: trained on dataset {trained!r}, whose taxonomy {path} is missing; "
+                              f"its outputs ({kind}) can be compared with {shards_dir.name!r} only on the same tree")
+    source = Taxonomy.read(path)
+    if not (np.array_equal(source.parent, taxonomy.parent) and list(source.name) == list(taxonomy.name)):
+        raise TaxonbenchError(
+            f"{model_path}: trained on dataset {trained!r}, whose taxonomy differs from {shards_dir.name!r}'s; "
+            f"outputs of kind {kind!r} are tied to the training taxonomy (only embeddings transfer to another tree)")
+
+
 def dump_logits(
     model_path: str | os.PathLike,
     shards_dir: str | os.PathLike,
@@ -35,6 +53,7 @@ def dump_logits(
     taxonomy = Taxonomy.read(shards_dir / TAXONOMY)
     dev = resolve_device(device)
     model, preprocess, meta = load_model(model_path, taxonomy, dev)
+    check_same_taxonomy(meta, model.output_kind, shards_dir, taxonomy, model_path)
     if split not in manifest["splits"]:
         raise TaxonbenchError(f"{shards_dir}: no split {split!r}; the manifest lists {', '.join(manifest['splits'])}")
     source = make_batches(shards_dir, split, preprocess, int(manifest.get("image_size", 32)), None, dev,
