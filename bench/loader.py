@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _jpeg_folder import flat_view, make_jpeg_folder  # noqa: E402
 
 from taxonbench.batches import LoaderBatches, epoch_generator  # noqa: E402
+from taxonbench.samplers import make_sampler  # noqa: E402
 from taxonbench.datasets import DATASETS, prepare_dataset  # noqa: E402
 from taxonbench.models.backbones import Preprocess  # noqa: E402
 
@@ -70,8 +71,10 @@ def main() -> None:
         preprocess = Preprocess(image_size=INPUT)
         cpu = torch.device("cpu")
 
+        shuffle = make_sampler({"name": "shuffle"}, None, args.batch_size)
         ours = LoaderBatches(tmp / "shards", "train", preprocess, STORED, AUGMENT, cpu, args.workers)
-        t_ours, n_ours = time_epochs(lambda e: ours.epoch(args.batch_size, True, epoch_generator(0, e)), args.repeats)
+        t_ours, n_ours = time_epochs(lambda e: ours.epoch(args.batch_size, shuffle, epoch_generator(0, e)),
+                                     args.repeats)
 
         # what one writes with ImageFolder for the same tensors: the same crops, ToTensor + Normalize per image
         from torchvision import transforms as T

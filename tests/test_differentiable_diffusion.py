@@ -269,7 +269,8 @@ def test_fit_refuses_bad_leaves(tmp_path):
 
 def test_the_registries_import_without_torch():
     """Snakemake imports the registries at every start; torch (seconds to import) stays out of it."""
-    code = ("import sys, taxonbench.inference, taxonbench.params, taxonbench.tables, taxonbench.metrics; "
+    code = ("import sys, taxonbench.inference, taxonbench.params, taxonbench.tables, taxonbench.metrics, "
+            "taxonbench.samplers; from taxonbench.registries import SAMPLERS; SAMPLERS.load(); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

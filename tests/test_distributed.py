@@ -244,9 +244,9 @@ def test_refuses_a_method_whose_training_outputs_depend_on_the_split():
         def training_forward(self, images, leaf):
             return self(images)
 
-    training._check_splittable(METHODS.get("hccf").__new__(METHODS.get("hccf")), "here")  # HCCF: exact
+    distributed.check_splittable(METHODS.get("hccf").__new__(METHODS.get("hccf")), "here")  # HCCF: exact
     with pytest.raises(TaxonbenchError, match="overrides training_forward"):
-        training._check_splittable(Custom.__new__(Custom), "train toy/custom")
+        distributed.check_splittable(Custom.__new__(Custom), "train toy/custom")
 
 
 def test_loader_augmentation_depends_on_neither_workers_nor_ranks(toy_shards):
@@ -254,13 +254,15 @@ def test_loader_augmentation_depends_on_neither_workers_nor_ranks(toy_shards):
     or the two halves of every batch, give the same augmented pixels."""
     from taxonbench.batches import LoaderBatches, epoch_generator
     from taxonbench.models.backbones import Preprocess
+    from taxonbench.samplers import make_sampler
 
     cpu, augment = torch.device("cpu"), {"random_crop_padding": 2, "hflip": True}
+    SHUFFLE = make_sampler({"name": "shuffle"}, None, 10)
     runs = {}
     for workers in (0, 2):
         source = LoaderBatches(toy_shards, "train", Preprocess(), 16, augment, cpu, workers)
-        runs[workers] = list(source.epoch(10, True, epoch_generator(3, 1)))
-        halves = [list(source.epoch_parts(10, True, epoch_generator(3, 1), Part(r, 2))) for r in range(2)]
+        runs[workers] = list(source.epoch(10, SHUFFLE, epoch_generator(3, 1)))
+        halves = [list(source.epoch_parts(10, SHUFFLE, epoch_generator(3, 1), Part(r, 2))) for r in range(2)]
         for (x, leaf), a, b in zip(runs[workers], *halves):
             torch.testing.assert_close(torch.cat([a[0], b[0]]), x, rtol=0, atol=0)
             assert torch.cat([a[1], b[1]]).tolist() == leaf.tolist() == a[2].tolist() == b[2].tolist()

@@ -105,6 +105,13 @@ def test_field_specs_from_annotations_and_param():
      r"\(kind 'sibling_softmax_logits'\)"),
     ({"experiments__inference": {"all": ["native"]}}, r"experiments.inference.all: .*now `default`"),
     ({"experiments__inference": ["nativ"]}, r"experiments.inference\[0\]: unknown inference 'nativ'"),
+    ({"train__sampler": {"name": "class_balancd"}}, r"train.sampler.name: unknown sampler 'class_balancd' "
+                                                    r"\(did you mean 'class_balanced'\?\)"),
+    ({"train__sampler": {"name": "class_balanced", "per_clas": 4}}, r"train.sampler.per_clas: unknown key"),
+    ({"train__sampler": {"name": "class_balanced", "per_class": 0}}, r"train.sampler.per_class: must be"),
+    ({"train__finetune": "partial"}, r"train.finetune: 'partial' is not one of"),
+    ({"methods__hxe__train": {"epochz": 3}}, r"methods.hxe.train.epochz: unknown key \(did you mean 'epochs'\?\)"),
+    ({"methods__hxe__train": {"sampler": {"name": "hierarchicl"}}}, r"methods.hxe.train.sampler.name: unknown"),
 ])
 def test_declared_mistakes_stop_validation_naming_the_key(changes, message):
     with pytest.raises(TaxonbenchError, match=message):

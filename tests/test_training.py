@@ -131,8 +131,8 @@ def test_decoded_and_dataloader_batches_agree(toy_shards):
     fast = make_batches(toy_shards, "test", Preprocess(), 16, None, cpu, 0, 2048, 12)
     slow = make_batches(toy_shards, "test", Preprocess(), 16, None, cpu, 0, 0, 12)
     assert isinstance(fast, DecodedBatches) and isinstance(slow, LoaderBatches)
-    (xa, ya), = fast.epoch(12, False, epoch_generator(0, 0))
-    (xb, yb), = slow.epoch(12, False, epoch_generator(0, 0))
+    (xa, ya), = fast.epoch(12, None, epoch_generator(0, 0))
+    (xb, yb), = slow.epoch(12, None, epoch_generator(0, 0))
     torch.testing.assert_close(xa, xb, rtol=0, atol=1e-6)
     assert ya.tolist() == yb.tolist()
     from torchvision import transforms as T  # the per-image reference: ToTensor + Normalize
@@ -142,7 +142,7 @@ def test_decoded_and_dataloader_batches_agree(toy_shards):
     torch.testing.assert_close(xb, torch.stack([reference(ds[i][0]) for i in range(len(ds))]), rtol=0, atol=1e-6)
     # augmentation keeps the shape and only moves pixels by at most the padding
     aug = make_batches(toy_shards, "test", Preprocess(), 16, {"random_crop_padding": 2, "hflip": True}, cpu, 0, 2048, 12)
-    (xc, yc), = aug.epoch(12, False, epoch_generator(0, 1))
+    (xc, yc), = aug.epoch(12, None, epoch_generator(0, 1))
     assert xc.shape == xa.shape and yc.tolist() == ya.tolist()
     assert not torch.equal(xc, xa)
 

@@ -13,6 +13,17 @@ Two interchangeable sources, chosen by :func:`make_batches`:
 Both draw the data order and the augmentation of epoch ``e`` from a generator
 seeded with ``(seed, e)``, so a resumed run replays an uninterrupted one.
 
+What a source yields for training (docs/training.md):
+
+- the order of an epoch comes from a batch sampler (:mod:`taxonbench.samplers`;
+  ``None``: the rows in stored order, for evaluation);
+- ``views`` augmented views of every image (``B x V x 3 x H x W`` when
+  ``views > 1``; each view's crops and flips drawn independently), for the
+  two-view contrastive losses;
+- ``rows``: a fixed subset of the split (``train.train_subset``,
+  :func:`subset_rows`);
+- grayscale input when the preprocess says so (:func:`to_grayscale`).
+
 Distributed training (:mod:`taxonbench.distributed`): every rank draws the
 same order and the same augmentation for the whole *global* batch and keeps
 its slice (:class:`~taxonbench.distributed.Part`, :meth:`epoch_parts`), so N
@@ -26,6 +37,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -38,11 +50,24 @@ from taxonbench.distributed import WHOLE, Part
 from taxonbench.models.backbones import Preprocess
 from taxonbench.shards import ShardDataset, decode_image, read_shard, split_files
 
+if TYPE_CHECKING:
+    from taxonbench.samplers import Sampler
+
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     gen = torch.Generator()
     gen.manual_seed(seed * 1_000_003 + epoch)
     return gen
+
+
+def subset_rows(n_rows: int, size: int | None, seed: int) -> np.ndarray | None:
+    """``size`` rows of a split of ``n_rows`` drawn uniformly without replacement (sorted), the same every
+    epoch, on every rank and on resumption (a generator of its own, seeded by ``seed``); None: every row."""
+    if size is None:
+        return None
+    gen = torch.Generator()
+    gen.manual_seed(seed * 1_000_003 - 1)  # apart from every epoch's generator (seed * 1_000_003 + epoch)
+    return np.sort(torch.randperm(n_rows, generator=gen)[:size].numpy())
 
 
 def image_transform(preprocess: Preprocess, image_size: int, augment: dict | None):
@@ -69,11 +94,34 @@ def image_transform(preprocess: Preprocess, image_size: int, augment: dict | Non
     return T.Compose(steps)
 
 
+class ImageViews:
+    """``views`` independent draws of a per-image transform, stacked: ``V x 3 x H x W`` (picklable for
+    DataLoader workers)."""
+
+    def __init__(self, transform, views: int) -> None:
+        self.transform = transform
+        self.views = views
+
+    def __call__(self, image):
+        return torch.stack([self.transform(image) for _ in range(self.views)])
+
+
+def to_grayscale(x: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601-2 luma ``L = 0.2989 R + 0.587 G + 0.114 B`` of a uint8 ``... x 3 x H x W`` batch, cast
+    back to uint8 and repeated on the three channels (``torchvision.transforms.functional.rgb_to_grayscale``
+    with ``num_output_channels=3``, which a test compares)."""
+    r, g, b = x.unbind(-3)
+    luma = (0.2989 * r + 0.587 * g + 0.114 * b).to(x.dtype)
+    return luma.unsqueeze(-3).expand_as(x)
+
+
 def normalize_batch(x: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
-    """``(x / 255 - mean) / std`` per channel for a uint8 batch ``N x 3 x H x W`` (what
-    ``ToTensor`` + ``Normalize`` do per image)."""
-    mean = torch.tensor(preprocess.mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(preprocess.std, device=x.device).view(1, 3, 1, 1)
+    """``(x / 255 - mean) / std`` per channel for a uint8 batch ``N x 3 x H x W`` or ``N x V x 3 x H x W``
+    (what ``ToTensor`` + ``Normalize`` do per image), after :func:`to_grayscale` when the preprocess asks."""
+    if preprocess.grayscale:
+        x = to_grayscale(x)
+    mean = torch.tensor(preprocess.mean, device=x.device).view(3, 1, 1)
+    std = torch.tensor(preprocess.std, device=x.device).view(3, 1, 1)
     return (x.float().div_(255) - mean) / std
 
 
@@ -81,7 +129,7 @@ class DecodedBatches:
     """A whole split decoded into memory; batch-wise augmentation with tensor ops."""
 
     def __init__(self, shards_dir: str | os.PathLike, split: str, preprocess: Preprocess,
-                 augment: dict | None, device: torch.device) -> None:
+                 augment: dict | None, device: torch.device, views: int = 1, rows: np.ndarray | None = None) -> None:
         images, leaves = [], []
         for path in split_files(shards_dir, split):
             table = read_shard(path, ["id", "image", "leaf"])
@@ -93,12 +141,18 @@ class DecodedBatches:
             leaves.append(table.column("leaf").to_numpy().astype(np.int64))
         self.images = torch.from_numpy(np.concatenate(images)).permute(0, 3, 1, 2).contiguous()  # N,3,H,W uint8
         self.leaves = torch.from_numpy(np.concatenate(leaves))
+        if rows is not None:
+            self.images, self.leaves = self.images[torch.from_numpy(rows)], self.leaves[torch.from_numpy(rows)]
+        self.views = views
         self.augment = augment
         self.device = device
         self.preprocess = preprocess
 
     def __len__(self) -> int:
         return len(self.leaves)
+
+    def shuffled(self, gen: torch.Generator) -> torch.Tensor:
+        return torch.randperm(len(self), generator=gen)
 
     def _augment(self, x: torch.Tensor, gen: torch.Generator, n: int, lo: int, hi: int) -> torch.Tensor:
         """Crop offsets and flips drawn for all ``n`` rows of the global batch; rows ``lo:hi`` are ``x``."""
@@ -121,22 +175,33 @@ class DecodedBatches:
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
         return x
 
-    def epoch_parts(self, batch_size: int, shuffle: bool, gen: torch.Generator,
+    def epoch_parts(self, batch_size: int, sampler: Sampler | None, gen: torch.Generator,
                     part: Part = WHOLE) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """``(images, leaf, batch_leaf)`` per global batch: this rank's rows and the whole batch's labels."""
-        order = torch.randperm(len(self), generator=gen) if shuffle else torch.arange(len(self))
+        order = torch.as_tensor(epoch_order(self, sampler, gen), dtype=torch.int64)
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             lo, hi = part.bounds(len(idx))
             x = self.images[idx[lo:hi]].to(self.device, non_blocking=True)
-            if self.augment is not None:
-                x = self._augment(x, gen, len(idx), lo, hi)  # crops and flips commute with the normalisation
+            if self.augment is not None:  # crops and flips commute with the normalisation
+                if self.views == 1:
+                    x = self._augment(x, gen, len(idx), lo, hi)
+                else:
+                    x = torch.stack([self._augment(x, gen, len(idx), lo, hi) for _ in range(self.views)], 1)
+            elif self.views > 1:
+                x = x.unsqueeze(1).expand(-1, self.views, -1, -1, -1)
             yield (normalize_batch(x, self.preprocess), self.leaves[idx[lo:hi]].to(self.device, non_blocking=True),
                    self.leaves[idx].to(self.device, non_blocking=True))
 
-    def epoch(self, batch_size: int, shuffle: bool, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for x, leaf, _ in self.epoch_parts(batch_size, shuffle, gen):
+    def epoch(self, batch_size: int, sampler: Sampler | None, gen: torch.Generator
+              ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, leaf, _ in self.epoch_parts(batch_size, sampler, gen):
             yield x, leaf
+
+
+def epoch_order(source, sampler: Sampler | None, gen: torch.Generator):
+    """The positions of one epoch: the sampler's (:mod:`taxonbench.samplers`), or every row in order."""
+    return range(len(source)) if sampler is None else sampler.order(source, gen)
 
 
 def block_shuffled_order(offsets: np.ndarray, block_shards: int, gen: torch.Generator) -> list[int]:
@@ -188,8 +253,12 @@ class LoaderBatches:
     """
 
     def __init__(self, shards_dir: str | os.PathLike, split: str, preprocess: Preprocess, image_size: int,
-                 augment: dict | None, device: torch.device, num_workers: int) -> None:
-        self.dataset = ShardDataset(shards_dir, split, image_transform(preprocess, image_size, augment))
+                 augment: dict | None, device: torch.device, num_workers: int, views: int = 1,
+                 rows: np.ndarray | None = None) -> None:
+        transform = image_transform(preprocess, image_size, augment)
+        self.dataset = ShardDataset(shards_dir, split, transform if views == 1 else ImageViews(transform, views))
+        self.views = views
+        self.rows = rows  # positions -> rows of the split (None: every row)
         self.augmented = augment is not None
         self.size = preprocess.image_size or image_size
         self.preprocess = preprocess
@@ -198,14 +267,27 @@ class LoaderBatches:
         self._leaves: np.ndarray | None = None
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.dataset) if self.rows is None else len(self.rows)
 
-    def epoch_parts(self, batch_size: int, shuffle: bool, gen: torch.Generator,
+    @property
+    def leaves(self) -> np.ndarray:
+        """The leaf of every position."""
+        if self._leaves is None:
+            self._leaves = self.dataset.leaves
+        return self._leaves if self.rows is None else self._leaves[self.rows]
+
+    def shuffled(self, gen: torch.Generator) -> list[int]:
+        """A block-shuffled order of the shards' rows (:func:`block_shuffled_order`); a subset: uniform."""
+        if self.rows is not None:
+            return torch.randperm(len(self), generator=gen).tolist()
+        return block_shuffled_order(self.dataset.index.offsets, self.dataset.cache_shards, gen)
+
+    def epoch_parts(self, batch_size: int, sampler: Sampler | None, gen: torch.Generator,
                     part: Part = WHOLE) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """``(images, leaf, batch_leaf)`` per global batch: this rank's rows and the whole batch's labels."""
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))  # in-process randomness
-        order = (block_shuffled_order(self.dataset.index.offsets, self.dataset.cache_shards, gen) if shuffle
-                 else list(range(len(self.dataset))))
+        positions = np.asarray(epoch_order(self, sampler, gen), dtype=np.int64)
+        order = (positions if self.rows is None else self.rows[positions]).tolist()
         seeds = torch.randint(0, 2**62, (len(order),), generator=gen) if self.augmented else None
         if self._leaves is None:
             self._leaves = self.dataset.leaves
@@ -230,22 +312,25 @@ class LoaderBatches:
             if hi > lo:
                 images, leaf = next(loaded)
             else:  # a last batch smaller than the number of ranks leaves this one without a row
-                images = torch.zeros((0, 3, self.size, self.size), dtype=torch.uint8)
+                views = (self.views,) if self.views > 1 else ()
+                images = torch.zeros((0, *views, 3, self.size, self.size), dtype=torch.uint8)
                 leaf = torch.zeros(0, dtype=torch.int64)
             x = normalize_batch(images.to(self.device, non_blocking=True), self.preprocess)
             yield (x, leaf.to(self.device, non_blocking=True),
                    torch.as_tensor(self._leaves[rows]).to(self.device, non_blocking=True))
 
-    def epoch(self, batch_size: int, shuffle: bool, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for x, leaf, _ in self.epoch_parts(batch_size, shuffle, gen):
+    def epoch(self, batch_size: int, sampler: Sampler | None, gen: torch.Generator
+              ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, leaf, _ in self.epoch_parts(batch_size, sampler, gen):
             yield x, leaf
 
 
 def make_batches(shards_dir: str | os.PathLike, split: str, preprocess: Preprocess, image_size: int,
                  augment: dict | None, device: torch.device, num_workers: int, cache_decoded_mb: int,
-                 n_rows: int) -> DecodedBatches | LoaderBatches:
-    """The decoded in-memory source when the split fits in ``cache_decoded_mb`` and needs no resize."""
-    decoded_mb = n_rows * 3 * image_size * image_size / 2**20
+                 n_rows: int, views: int = 1, rows: np.ndarray | None = None) -> DecodedBatches | LoaderBatches:
+    """The decoded in-memory source when the split (or its ``rows``) fits in ``cache_decoded_mb`` and needs
+    no resize."""
+    decoded_mb = (n_rows if rows is None else len(rows)) * 3 * image_size * image_size / 2**20
     if (preprocess.image_size in (None, image_size)) and decoded_mb <= cache_decoded_mb:
-        return DecodedBatches(Path(shards_dir), split, preprocess, augment, device)
-    return LoaderBatches(Path(shards_dir), split, preprocess, image_size, augment, device, num_workers)
+        return DecodedBatches(Path(shards_dir), split, preprocess, augment, device, views, rows)
+    return LoaderBatches(Path(shards_dir), split, preprocess, image_size, augment, device, num_workers, views, rows)

@@ -5,7 +5,7 @@ so it must know each method's score kind and hyper-parameters, each
 inference's accepted kinds, output and options, and each metric family's
 input kind and splits — without importing torch (over a second per start).
 
-* Inference methods, metric families and score kinds live in torch-free
+* Inference methods, metric families, batch samplers and score kinds live in torch-free
   modules: their declarations are read from the classes directly.
 * Methods subclass ``torch.nn.Module``, so their modules import torch. Their
   declarations (:class:`MethodDeclaration`) are kept in an index file,
@@ -68,6 +68,12 @@ class FamilyDeclaration:
     name: str
     reads: str  # the score kind it evaluates
     splits: tuple[str, ...]  # split roles it reads: "eval", and "tune" for values tuned on validation
+
+
+@dataclass(frozen=True)
+class SamplerDeclaration:
+    name: str
+    options: tuple[FieldSpec, ...]
 
 
 def _package_root() -> Path:
@@ -138,5 +144,13 @@ def family_declarations() -> dict[str, FamilyDeclaration]:
     return {name: FamilyDeclaration(name, cls.reads, tuple(cls.splits)) for name, cls in METRIC_FAMILIES.items()}
 
 
-__all__ = ["FamilyDeclaration", "InferenceDeclaration", "MethodDeclaration", "declare_methods",
-           "family_declarations", "inference_declarations", "method_declarations", "package_digest"]
+@functools.cache
+def sampler_declarations() -> dict[str, SamplerDeclaration]:
+    from taxonbench.registries import SAMPLERS
+
+    return {name: SamplerDeclaration(name, fields_of(cls.Options)) for name, cls in SAMPLERS.items()}
+
+
+__all__ = ["FamilyDeclaration", "InferenceDeclaration", "MethodDeclaration", "SamplerDeclaration", "declare_methods",
+           "family_declarations", "inference_declarations", "method_declarations", "package_digest",
+           "sampler_declarations"]

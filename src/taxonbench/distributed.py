@@ -24,6 +24,7 @@ What keeps a distributed run equal to one process (docs/distributed.md):
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 
@@ -312,7 +313,91 @@ def check_identical(ctx: Context, what: str, tensors) -> None:
         raise TaxonbenchError(f"distributed training: the ranks disagree on {what}")
 
 
+# ------------------------------------------------------------------ what training asks of the ranks
+#: buffers agree on every rank already (the same initialisation; BatchNorm statistics of the global batch),
+#: so DDP need not broadcast them before every forward (HCCF's prompt tokens alone are megabytes at iNat
+#: scale); ``forward_sync_buffers`` replaces ``broadcast_buffers`` in recent PyTorch
+_NO_BUFFER_SYNC = ({"forward_sync_buffers": False}
+                   if "forward_sync_buffers" in inspect.signature(nn.parallel.DistributedDataParallel).parameters
+                   else {"broadcast_buffers": False})
+
+
+class TrainingStep(nn.Module):
+    """``method.training_forward`` as a module's ``forward``, so that DistributedDataParallel (which
+    hooks ``forward``) wraps the training computation; holds no state of its own."""
+
+    def __init__(self, method: nn.Module) -> None:
+        super().__init__()
+        self.method = method
+
+    def forward(self, images: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
+        return self.method.training_forward(images, leaf)
+
+
+def check_splittable(method: nn.Module, where: str) -> None:
+    """Refuse a method whose training outputs may depend on how a batch is split between processes."""
+    if not method.splittable():
+        raise TaxonbenchError(
+            f"{where}: method {method.name!r} overrides training_forward, so its training outputs may depend on "
+            "how a batch is split between processes; taxonbench cannot make it exact under several processes. "
+            "Train it with one process (train.gpus <= 1, train.cpu_processes: 1), or set label_set_forward = True on "
+            "the method if its training_forward reads only the set of labels in the batch"
+        )
+
+
+class DataParallel:
+    """The ranks of one training, as the training loop sees them: with one process every call is the
+    identity, so the loop has no distributed branch of its own.
+
+    ``prepare`` checks the method and converts its BatchNorm layers; ``check_start`` fails unless every
+    rank starts from the same weights and epoch; ``stepper`` wraps the training forward in DDP;
+    ``step_labels`` are the labels the forward is given (the whole global batch's under DDP: HCCF encodes
+    the batch's taxa from them); ``gather`` returns the global batch's outputs; ``sum`` adds numbers over ranks.
+    """
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    @property
+    def is_main(self) -> bool:
+        return self.ctx.is_main
+
+    @property
+    def device(self) -> torch.device:
+        return self.ctx.device
+
+    @property
+    def part(self) -> Part:
+        return self.ctx.part
+
+    def prepare(self, method: nn.Module, where: str) -> nn.Module:
+        if not self.ctx.distributed:
+            return method
+        check_splittable(method, where)
+        return convert_batchnorm(method, self.ctx)
+
+    def check_start(self, what: str, tensors) -> None:
+        check_identical(self.ctx, what, tensors)
+
+    def stepper(self, method: nn.Module) -> nn.Module:
+        step = TrainingStep(method)
+        if not self.ctx.distributed:
+            return step
+        device = self.ctx.device
+        return nn.parallel.DistributedDataParallel(step, device_ids=[device.index] if device.type == "cuda" else None,
+                                                   **_NO_BUFFER_SYNC)
+
+    def step_labels(self, leaf: torch.Tensor, batch_leaf: torch.Tensor) -> torch.Tensor:
+        return batch_leaf if self.ctx.distributed else leaf
+
+    def gather(self, outputs: torch.Tensor, batch_rows: int) -> torch.Tensor:
+        return gather_rows(self.ctx, outputs, self.ctx.part.sizes(batch_rows))
+
+    def sum(self, values: list[float]) -> list[float]:
+        return all_reduce_sum(self.ctx, values)
+
+
 __all__ = [
-    "Context", "GlobalBatchNorm", "Part", "WHOLE", "all_reduce_sum", "broadcast_flag", "check_identical",
-    "convert_batchnorm", "gather_rows", "setup", "teardown",
+    "Context", "DataParallel", "GlobalBatchNorm", "Part", "TrainingStep", "WHOLE", "all_reduce_sum",
+    "broadcast_flag", "check_identical", "check_splittable", "convert_batchnorm", "gather_rows", "setup", "teardown",
 ]

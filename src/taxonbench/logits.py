@@ -64,7 +64,7 @@ def dump_logits(
     def batches() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         start = 0
         with torch.no_grad():
-            for images, leaf in source.epoch(batch_size, False, epoch_generator(0, 0)):
+            for images, leaf in source.epoch(batch_size, None, epoch_generator(0, 0)):
                 with torch.autocast(dev.type, enabled=amp):
                     out = model(images)
                 n = len(leaf)

@@ -73,6 +73,35 @@ def _fill_defaults(value: Any, sch: dict) -> Any:
     return value
 
 
+def _raise_first_violation(value: Any, node: dict, root: dict, prefix: list[Any], source: str) -> None:
+    """Validate ``value`` against the schema ``node`` (the part of ``root`` at ``prefix``); the first
+    violation becomes one message naming its key path."""
+    validator = jsonschema.Draft202012Validator({**node, "$defs": root.get("$defs", {})})
+    errors = sorted(validator.iter_errors(value), key=lambda e: (len(e.absolute_path), str(e.path)))
+    if not errors:
+        return
+    err = errors[0]
+    parts = prefix + list(err.absolute_path)
+    sub = _subschema(node, list(err.absolute_path))
+    if err.validator == "additionalProperties":
+        known = list(sub.get("properties", {}))
+        unexpected = [k for k in err.instance if k not in known]
+        key = unexpected[0] if unexpected else "?"
+        hint = difflib.get_close_matches(str(key), known, n=1)
+        suggestion = f" (did you mean {hint[0]!r}?)" if hint else f"; valid keys: {', '.join(known)}"
+        raise TaxonbenchError(f"{source}: {_key_path(parts + [key])}: unknown key{suggestion}")
+    if err.validator == "required":
+        raise TaxonbenchError(f"{source}: {_key_path(parts)}: {err.message}")
+    raise TaxonbenchError(f"{source}: {_key_path(parts)}: {err.message}"
+                          + (f" ({sub.get('description').strip()})" if sub.get("description") else ""))
+
+
+def check_train_override(override: Any, where: str, source: str = "params") -> None:
+    """A ``methods.<experiment>.train`` block against the schema of ``train`` (its keys override those)."""
+    sch = schema()
+    _raise_first_violation(override, sch["properties"]["train"], sch, where.split("."), source)
+
+
 def validate_params(cfg: Mapping[str, Any], source: str = "params") -> dict:
     """Validate ``cfg`` against the schema, fill defaults and check cross-references.
 
@@ -80,25 +109,7 @@ def validate_params(cfg: Mapping[str, Any], source: str = "params") -> dict:
     """
     cfg = copy.deepcopy(dict(cfg))
     sch = schema()
-    validator = jsonschema.Draft202012Validator(sch)
-    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), str(e.path)))
-    if errors:
-        err = errors[0]
-        parts = list(err.absolute_path)
-        if err.validator == "additionalProperties":
-            known = list(_subschema(sch, parts).get("properties", {}))
-            unexpected = [k for k in err.instance if k not in known]
-            key = unexpected[0] if unexpected else "?"
-            hint = difflib.get_close_matches(str(key), known, n=1)
-            suggestion = f" (did you mean {hint[0]!r}?)" if hint else f"; valid keys: {', '.join(known)}"
-            raise TaxonbenchError(f"{source}: {_key_path(parts + [key])}: unknown key{suggestion}")
-        if err.validator == "required":
-            raise TaxonbenchError(f"{source}: {_key_path(parts)}: {err.message}")
-        raise TaxonbenchError(
-            f"{source}: {_key_path(parts)}: {err.message}"
-            + (f" ({_subschema(sch, parts).get('description').strip()})"
-               if _subschema(sch, parts).get("description") else "")
-        )
+    _raise_first_violation(cfg, sch, sch, [], source)
     cfg = _fill_defaults(cfg, sch)
     _check_references(cfg, source)
     return cfg

@@ -39,9 +39,11 @@ from taxonbench.declarations import (
     family_declarations,
     inference_declarations,
     method_declarations,
+    sampler_declarations,
 )
 from taxonbench.declare import check_block
 from taxonbench.errors import TaxonbenchError
+from taxonbench.params import check_train_override, deep_merge
 from taxonbench.params import load_params as _load_schema_checked
 from taxonbench.params import validate_params as _validate_schema
 
@@ -195,6 +197,10 @@ def check_declared(cfg: dict) -> None:
             raise TaxonbenchError(f"{where}.trained_on: {source!r} is not defined under 'datasets'"
                                   f"{_hint(str(source), list(cfg['datasets']))}")
         check_block(methods[registered].hparams, {k: v for k, v in block.items() if k not in EXPERIMENT_KEYS}, where)
+        if "train" in block:
+            check_train_override(block["train"], f"{where}.train")
+            _check_sampler(deep_merge(cfg["train"], block["train"]).get("sampler", {}), f"{where}.train.sampler")
+    _check_sampler(cfg["train"].get("sampler", {}), "train.sampler")
     declared = inference_declarations()
     for name, options in cfg.get("inference_options", {}).items():
         if name not in declared:
@@ -204,6 +210,15 @@ def check_declared(cfg: dict) -> None:
     for experiment, names in method_inference(cfg).items():
         for name in names:
             scored_splits(cfg, name)
+
+
+def _check_sampler(block: dict, where: str) -> None:
+    """``train.sampler``: a registered sampler and its declared options."""
+    declared = sampler_declarations()
+    name = block.get("name", "shuffle")
+    if name not in declared:
+        raise TaxonbenchError(f"{where}.name: unknown sampler {name!r}{_hint(str(name), sorted(declared))}")
+    check_block(declared[name].options, {k: v for k, v in block.items() if k != "name"}, where)
 
 
 def validate(cfg: Mapping[str, Any], source: str = "params") -> dict:

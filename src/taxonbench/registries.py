@@ -25,10 +25,13 @@ SCORE_KINDS: Registry[Any] = Registry("score kind", "taxonbench.score_kinds")
 INFERENCE: Registry[Any] = Registry("inference", "taxonbench.inference")
 #: metric families (the evaluate step)
 METRIC_FAMILIES: Registry[Any] = Registry("metric family", "taxonbench.metrics")
+#: batch samplers (``train.sampler``)
+SAMPLERS: Registry[Any] = Registry("sampler", "taxonbench.samplers")
 #: paper tables (``tables``)
 TABLES: Registry[Any] = Registry("table", "taxonbench.tables")
 
 ALL: dict[str, Registry[Any]] = {
     "dataset sources": DATASETS, "backbones": BACKBONES, "methods": METHODS, "score kinds": SCORE_KINDS,
-    "inference": INFERENCE, "metric families": METRIC_FAMILIES, "tables": TABLES,
+    "inference": INFERENCE, "metric families": METRIC_FAMILIES, "samplers": SAMPLERS,
+    "tables": TABLES,
 }

@@ -13,19 +13,25 @@
   and optimisation steps are those of one process with the same global batch
   (docs/distributed.md). Rank 0 alone writes the checkpoint, the model and the
   log; the model saved is the unwrapped method.
+
+The steps, one function each: :func:`_resolve` (settings, shards) ->
+:func:`_build` (method, frozen layers, batch sources and sampler, optimiser) ->
+:func:`_resume` (a matching checkpoint) -> :func:`_run_epoch` per epoch ->
+:func:`_save`; the ranks are one collaborator, :class:`~taxonbench.distributed.DataParallel`.
+The loader features (batch samplers, two views, fine-tuning regimes, grayscale,
+a training subset) are described in docs/training.md.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import inspect
 import io
 import json
 import math
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +39,15 @@ import torch
 from tqdm import tqdm
 
 from taxonbench import distributed
-from taxonbench.batches import epoch_generator, make_batches
+from taxonbench.batches import epoch_generator, make_batches, subset_rows
 from taxonbench.devices import resolve_device
-from taxonbench.distributed import Context
+from taxonbench.distributed import DataParallel
 from taxonbench.errors import TaxonbenchError
+from taxonbench.finetune import freeze_backbone
 from taxonbench.io import atomic_path, load_weights_only, write_text_atomic
 from taxonbench.methods import METHODS, Method
 from taxonbench.models.backbones import Preprocess, build_backbone
+from taxonbench.samplers import Sampler, make_sampler
 from taxonbench.shards import TAXONOMY, read_manifest
 from taxonbench.taxonomy import Taxonomy
 
@@ -63,7 +71,8 @@ def build_method(meta: dict, taxonomy: Taxonomy, load_pretrained: bool = True) -
     preprocess = backbone.preprocess
     if "preprocess" in meta:  # a saved model keeps the normalisation it was trained with
         saved = meta["preprocess"]
-        preprocess = Preprocess(mean=tuple(saved["mean"]), std=tuple(saved["std"]), image_size=saved["image_size"])
+        preprocess = Preprocess(mean=tuple(saved["mean"]), std=tuple(saved["std"]), image_size=saved["image_size"],
+                                grayscale=bool(saved.get("grayscale", False)))
     model = method_cls(backbone, taxonomy, meta.get("hparams", {}), meta.get("experiment"))
     if load_pretrained:  # a new model; without it, a saved state dict follows and would overwrite this
         model.initialise()
@@ -98,55 +107,74 @@ def _optimizer(params, cfg: dict) -> torch.optim.Optimizer:
 
 
 @torch.no_grad()
-def _accuracy(model: Method, batches, batch_size: int, device, amp: bool, ctx: Context | None = None) -> float:
+def _accuracy(model: Method, batches, batch_size: int, amp: bool, ranks: DataParallel) -> float:
     """Top-1 over the split; under DDP each rank scores its slice of every batch and the counts are summed."""
-    ctx = ctx or Context(device=device)
+    device = ranks.device
     model.eval()
     correct = total = 0
-    for images, leaf, _ in batches.epoch_parts(batch_size, False, epoch_generator(0, 0), ctx.part):
+    for images, leaf, _ in batches.epoch_parts(batch_size, None, epoch_generator(0, 0), ranks.part):
         if len(leaf):
             with torch.autocast(device.type, enabled=amp):
                 out = model(images)
             correct += int((model.predict_leaf(out) == leaf).sum())
         total += len(leaf)
-    correct, total = distributed.all_reduce_sum(ctx, [correct, total])
+    correct, total = ranks.sum([correct, total])
     return correct / max(1, total)
-
-
-#: buffers agree on every rank already (the same initialisation; BatchNorm statistics of the global batch),
-#: so DDP need not broadcast them before every forward (HCCF's prompt tokens alone are megabytes at iNat
-#: scale); ``forward_sync_buffers`` replaces ``broadcast_buffers`` in recent PyTorch
-_NO_BUFFER_SYNC = ({"forward_sync_buffers": False}
-                   if "forward_sync_buffers" in inspect.signature(torch.nn.parallel.DistributedDataParallel).parameters
-                   else {"broadcast_buffers": False})
-
-
-class _TrainingStep(torch.nn.Module):
-    """``method.training_forward`` as a module's ``forward``, so that DistributedDataParallel (which
-    hooks ``forward``) wraps the training computation; holds no state of its own."""
-
-    def __init__(self, method: Method) -> None:
-        super().__init__()
-        self.method = method
-
-    def forward(self, images: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
-        return self.method.training_forward(images, leaf)
-
-
-def _check_splittable(method: Method, where: str) -> None:
-    """Refuse a method whose training outputs may depend on how a batch is split between processes."""
-    if type(method).training_forward is not Method.training_forward and not method.label_set_forward:
-        raise TaxonbenchError(
-            f"{where}: method {method.name!r} overrides training_forward, so its training outputs may depend on "
-            "how a batch is split between processes; taxonbench cannot make it exact under several processes. "
-            "Train it with one process (train.gpus <= 1, train.cpu_processes: 1), or set label_set_forward = True on "
-            "the method if its training_forward reads only the set of labels in the batch"
-        )
 
 
 def _save_torch_atomic(obj: Any, path: Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+@dataclass
+class _Run:
+    """The resolved settings of one training (:func:`_resolve`)."""
+
+    settings: dict
+    cfg: dict  # the train block
+    seed: int
+    amp: bool
+    where: str  # what messages name: "train <dataset>/<experiment>"
+    shards_dir: Path
+    out_dir: Path
+    manifest: dict
+    taxonomy: Taxonomy
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out_dir / CHECKPOINT
+
+    def digest(self) -> str:
+        """What a checkpoint must match to be resumed: every setting but the launch keys, and the shards."""
+        return settings_digest({**self.settings, "shards": self.manifest,
+                                "train": {k: v for k, v in self.cfg.items() if k not in LAUNCH_KEYS}})
+
+
+@dataclass
+class _Parts:
+    """What a training is made of (:func:`_build`)."""
+
+    model: Method
+    meta: dict
+    frozen: list[torch.nn.Module]  # backbone layers train.finetune keeps fixed (and in eval mode)
+    train_set: Any
+    val_set: Any
+    sampler: Sampler
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    steps_per_epoch: int
+
+    def state(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict()}
+
+    def load_state(self, ckpt: dict) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
 
 
 def train(settings: dict, shards_dir: str | os.PathLike, out_dir: str | os.PathLike, progress: bool = True) -> Path:
@@ -157,24 +185,44 @@ def train(settings: dict, shards_dir: str | os.PathLike, out_dir: str | os.PathL
     """
     ctx = distributed.setup(resolve_device(settings["device"]))
     try:
-        return _train(settings, Path(shards_dir), Path(out_dir), progress, ctx)
+        return _train(settings, Path(shards_dir), Path(out_dir), progress, DataParallel(ctx))
     finally:
         distributed.teardown(ctx)
 
 
-def _train(settings: dict, shards_dir: Path, out_dir: Path, progress: bool, ctx: Context) -> Path:
-    if ctx.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = read_manifest(shards_dir)
-    taxonomy = Taxonomy.read(shards_dir / TAXONOMY)
-    cfg = settings["train"]
-    seed = int(settings["seed"])
-    device = ctx.device
-    amp = bool(cfg["amp"]) and device.type == "cuda"
-    torch.set_num_threads(cfg["threads"])
-    where = f"train {settings['dataset']}/{settings.get('experiment', settings['method'])}"
+def _train(settings: dict, shards_dir: Path, out_dir: Path, progress: bool, ranks: DataParallel) -> Path:
+    """resolve -> build -> resume -> epochs (a checkpoint after each) -> save."""
+    run = _resolve(settings, shards_dir, out_dir, ranks)
+    parts = _build(run, ranks)
+    start_epoch, log_rows = _resume(run, parts, ranks)
+    stepper = ranks.stepper(parts.model)
+    for epoch in range(start_epoch, run.cfg["epochs"]):
+        log_rows.append(_run_epoch(run, parts, stepper, epoch, ranks, progress))
+        if ranks.is_main:
+            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in log_rows[-1].items()),
+                  flush=True)
+            _save_torch_atomic({"digest": run.digest(), "epoch": epoch, **parts.state(), "log": log_rows},
+                               run.checkpoint)
+    return _save(run, parts, log_rows, ranks)
 
-    torch.manual_seed(seed)
+
+def _resolve(settings: dict, shards_dir: Path, out_dir: Path, ranks: DataParallel) -> _Run:
+    """Read the shards' manifest and taxonomy; fix the seed, the threads and mixed precision."""
+    if ranks.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = settings["train"]
+    torch.set_num_threads(cfg["threads"])
+    return _Run(settings=settings, cfg=cfg, seed=int(settings["seed"]),
+                amp=bool(cfg["amp"]) and ranks.device.type == "cuda",
+                where=f"train {settings['dataset']}/{settings.get('experiment', settings['method'])}",
+                shards_dir=shards_dir, out_dir=out_dir, manifest=read_manifest(shards_dir),
+                taxonomy=Taxonomy.read(shards_dir / TAXONOMY))
+
+
+def _build(run: _Run, ranks: DataParallel) -> _Parts:
+    """The method (seeded), its frozen layers, the batch sources and sampler, optimiser and schedule."""
+    cfg, settings, device = run.cfg, run.settings, ranks.device
+    torch.manual_seed(run.seed)
     meta = {
         "method": settings["method"],
         "experiment": settings.get("experiment", settings["method"]),
@@ -182,116 +230,119 @@ def _train(settings: dict, shards_dir: Path, out_dir: Path, progress: bool, ctx:
         "pretrained": cfg["pretrained"],
         "hparams": settings["hparams"],
         "dataset": settings["dataset"],
-        "n_leaves": taxonomy.n_leaves,
-        "n_nodes": taxonomy.n_nodes,
-        "image_size": int(manifest.get("image_size", 32)),
+        "n_leaves": run.taxonomy.n_leaves,
+        "n_nodes": run.taxonomy.n_nodes,
+        "image_size": int(run.manifest.get("image_size", 32)),
     }
-    model, preprocess = build_method(meta, taxonomy)
+    model, preprocess = build_method(meta, run.taxonomy)
+    preprocess = replace(preprocess, grayscale=bool(cfg.get("grayscale", False)))
     meta["preprocess"] = asdict(preprocess)
-    if ctx.distributed:
-        _check_splittable(model, where)
-        model = distributed.convert_batchnorm(model, ctx)
+    model = ranks.prepare(model, run.where)  # under DDP: BatchNorm layers replaced by global-batch ones
+    frozen = freeze_backbone(model.backbone, cfg.get("finetune", "all"), cfg.get("finetune_last_k", 1), "train")
     model.to(device)
 
-    def batches(split: str, augment: dict | None):
-        return make_batches(shards_dir, split, preprocess, meta["image_size"], augment, device,
-                            cfg["num_workers"], cfg["cache_decoded_mb"], manifest["splits"][split]["rows"])
+    def batches(split: str, augment: dict | None, views: int = 1, rows=None):
+        return make_batches(run.shards_dir, split, preprocess, meta["image_size"], augment, device,
+                            cfg["num_workers"], cfg["cache_decoded_mb"], run.manifest["splits"][split]["rows"],
+                            views, rows)
 
-    train_set = batches("train", cfg["augment"])
-    val_set = batches("val", None) if "val" in manifest["splits"] else None
+    train_set = batches("train", cfg["augment"], model.views, _subset(run))
+    val_set = batches("val", None) if "val" in run.manifest["splits"] else None
     steps_per_epoch = math.ceil(len(train_set) / cfg["batch_size"])  # global batches: the same for any rank count
     optimizer = _optimizer(model.parameters(), cfg["optimizer"])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(cfg["schedule"], cfg["epochs"], steps_per_epoch)
-    )
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg["schedule"], cfg["epochs"],
+                                                                        steps_per_epoch))
+    return _Parts(model=model, meta=meta, frozen=frozen, train_set=train_set, val_set=val_set,
+                  sampler=make_sampler(cfg.get("sampler", {}), run.taxonomy, cfg["batch_size"]),
+                  optimizer=optimizer, scheduler=scheduler, scaler=torch.amp.GradScaler(device.type, enabled=run.amp),
+                  steps_per_epoch=steps_per_epoch)
 
-    digest = settings_digest({**settings, "train": {k: v for k, v in cfg.items() if k not in LAUNCH_KEYS},
-                              "shards": manifest})
+
+def _subset(run: _Run):
+    """``train.train_subset`` rows of the train split (None: all of them)."""
+    size, n_rows = run.cfg.get("train_subset"), run.manifest["splits"]["train"]["rows"]
+    if size is not None and size > n_rows:
+        raise TaxonbenchError(f"{run.where}: train.train_subset {size} exceeds the {n_rows} rows of the train split "
+                              f"of {run.shards_dir}")
+    return subset_rows(n_rows, size, run.seed)
+
+
+def _resume(run: _Run, parts: _Parts, ranks: DataParallel) -> tuple[int, list[dict]]:
+    """The epoch to start at and the log so far: from a checkpoint written with the same settings, else 0."""
     start_epoch, log_rows = 0, []
-    ckpt_path = out_dir / CHECKPOINT
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        if ckpt.get("digest") == digest:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-            scaler.load_state_dict(ckpt["scaler"])
+    path = run.checkpoint
+    if path.exists():
+        ckpt = torch.load(path, map_location=ranks.device, weights_only=True)
+        if ckpt.get("digest") == run.digest():
+            parts.load_state(ckpt)
             start_epoch, log_rows = int(ckpt["epoch"]) + 1, list(ckpt["log"])
-            if ctx.is_main:
-                print(f"resuming {out_dir} from epoch {start_epoch}", flush=True)
-        elif ctx.is_main:
-            print(f"{ckpt_path}: settings changed since this checkpoint; starting afresh", flush=True)
-    if ctx.distributed:  # every rank must have read the same checkpoint (a shared out_dir) and built the same model
-        distributed.check_identical(ctx, f"the starting weights and epoch ({ckpt_path} must be on a file system "
-                                    "every node sees)", [*model.state_dict().values(), torch.tensor(start_epoch)])
-        stepper: torch.nn.Module = torch.nn.parallel.DistributedDataParallel(
-            _TrainingStep(model), device_ids=[device.index] if device.type == "cuda" else None, **_NO_BUFFER_SYNC)
-    else:
-        stepper = _TrainingStep(model)
+            if ranks.is_main:
+                print(f"resuming {run.out_dir} from epoch {start_epoch}", flush=True)
+        elif ranks.is_main:
+            print(f"{path}: settings changed since this checkpoint; starting afresh", flush=True)
+    # every rank must have read the same checkpoint (a shared out_dir) and built the same model
+    ranks.check_start(f"the starting weights and epoch ({path} must be on a file system every node sees)",
+                      [*parts.model.state_dict().values(), torch.tensor(start_epoch)])
+    return start_epoch, log_rows
 
-    for epoch in range(start_epoch, cfg["epochs"]):
-        t0 = time.time()
-        model.train()
-        total_loss = correct = seen = 0.0
-        bar = tqdm(train_set.epoch_parts(cfg["batch_size"], True, epoch_generator(seed, epoch), ctx.part),
-                   total=steps_per_epoch, desc=f"{settings['method']} epoch {epoch + 1}/{cfg['epochs']}",
-                   disable=not (progress and ctx.is_main), mininterval=2.0, leave=False)
-        for images, leaf, batch_leaf in bar:
-            sizes = ctx.part.sizes(len(batch_leaf))
-            with torch.autocast(device.type, enabled=amp):
-                # under DDP the labels given are the whole batch's: HCCF encodes the batch's taxa from them
-                outputs = stepper(images, batch_leaf if ctx.distributed else leaf)
-            # every rank computes the one-process loss of the whole batch (distributed.gather_rows)
-            loss = model.loss(distributed.gather_rows(ctx, outputs, sizes), batch_leaf)
-            if not torch.isfinite(loss):
-                raise TaxonbenchError(f"{settings['method']}: the training loss became {loss.item()} at epoch {epoch + 1}")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            total_loss += float(loss.detach()) * len(batch_leaf)
-            if len(leaf):
-                correct += float((model.predict_leaf(outputs.detach()) == leaf).sum())
-            seen += len(batch_leaf)
-        (correct,) = distributed.all_reduce_sum(ctx, [correct])
-        val_top1 = _accuracy(model, val_set, cfg["eval_batch_size"], device, amp, ctx) \
-            if val_set is not None else float("nan")
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": total_loss / max(1, seen),
-            "train_top1": correct / max(1, seen),
-            "val_top1": val_top1,
-            "lr": optimizer.param_groups[0]["lr"],
-            "seconds": time.time() - t0,
-        }
-        log_rows.append(row)
-        if ctx.is_main:
-            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
-            _save_torch_atomic(
-                {
-                    "digest": digest,
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "log": log_rows,
-                },
-                ckpt_path,
-            )
 
-    model_path = out_dir / MODEL
-    if ctx.is_main:
+def _run_epoch(run: _Run, parts: _Parts, stepper: torch.nn.Module, epoch: int, ranks: DataParallel,
+               progress: bool) -> dict:
+    """One pass over the sampler's order of epoch ``epoch``, then validation top-1; the log row."""
+    cfg, model, device = run.cfg, parts.model, ranks.device
+    t0 = time.time()
+    model.train()
+    for module in parts.frozen:
+        module.eval()
+    total_loss = correct = seen = 0.0
+    batches = parts.train_set.epoch_parts(cfg["batch_size"], parts.sampler, epoch_generator(run.seed, epoch),
+                                          ranks.part)
+    bar = tqdm(batches, total=parts.steps_per_epoch,
+               desc=f"{run.settings['method']} epoch {epoch + 1}/{cfg['epochs']}",
+               disable=not (progress and ranks.is_main), mininterval=2.0, leave=False)
+    for images, leaf, batch_leaf in bar:
+        with torch.autocast(device.type, enabled=run.amp):
+            outputs = stepper(images, ranks.step_labels(leaf, batch_leaf))
+        # every rank computes the one-process loss of the whole batch (distributed.gather_rows)
+        loss = model.loss(ranks.gather(outputs, len(batch_leaf)), batch_leaf)
+        if not torch.isfinite(loss):
+            raise TaxonbenchError(f"{run.settings['method']}: the training loss became {loss.item()} "
+                                  f"at epoch {epoch + 1}")
+        parts.optimizer.zero_grad(set_to_none=True)
+        parts.scaler.scale(loss).backward()
+        parts.scaler.step(parts.optimizer)
+        parts.scaler.update()
+        parts.scheduler.step()
+        total_loss += float(loss.detach()) * len(batch_leaf)
+        if len(leaf) and model.scores_leaves:
+            correct += float((model.predict_leaf(outputs.detach()) == leaf).sum())
+        seen += len(batch_leaf)
+    (correct,) = ranks.sum([correct])
+    nan = float("nan")
+    val_top1 = _accuracy(model, parts.val_set, cfg["eval_batch_size"], run.amp, ranks) \
+        if parts.val_set is not None and model.scores_leaves else nan
+    return {
+        "epoch": epoch + 1,
+        "train_loss": total_loss / max(1, seen),
+        "train_top1": correct / max(1, seen) if model.scores_leaves else nan,
+        "val_top1": val_top1,
+        "lr": parts.optimizer.param_groups[0]["lr"],
+        "seconds": time.time() - t0,
+    }
+
+
+def _save(run: _Run, parts: _Parts, log_rows: list[dict], ranks: DataParallel) -> Path:
+    """Rank 0 writes ``train_log.csv`` and ``model.pt`` (the unwrapped method on CPU) and drops the checkpoint."""
+    model_path = run.out_dir / MODEL
+    if ranks.is_main:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS)
         writer.writeheader()
         writer.writerows(log_rows)
-        write_text_atomic(out_dir / TRAIN_LOG, buf.getvalue())
-        _save_torch_atomic({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "meta": meta},
-                           model_path)
-        ckpt_path.unlink(missing_ok=True)
+        write_text_atomic(run.out_dir / TRAIN_LOG, buf.getvalue())
+        _save_torch_atomic({"state_dict": {k: v.cpu() for k, v in parts.model.state_dict().items()},
+                            "meta": parts.meta}, model_path)
+        run.checkpoint.unlink(missing_ok=True)
     return model_path
 
 

@@ -88,6 +88,17 @@ class Method(nn.Module):
     def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    @classmethod
+    def splittable(cls) -> bool:
+        """Whether the training outputs of a batch are the same however the batch is split between
+        processes: ``training_forward`` not overridden, or declared ``label_set_forward``."""
+        return cls.training_forward is Method.training_forward or cls.label_set_forward
+
+    @property
+    def scores_leaves(self) -> bool:
+        """Whether training can log top-1 accuracy: one view, and outputs of a kind with node scores."""
+        return self.views == 1 and KINDS.get(self.output_kind).dim is not None
+
     def predict_leaf(self, outputs: torch.Tensor) -> torch.Tensor:
         """The top-1 leaf index under the method's own node scores (for training logs)."""
         p = node_scores(outputs.detach().double().cpu().numpy(), self.taxonomy, self.sidecar())

@@ -27,6 +27,8 @@ class Preprocess:
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.25, 0.25, 0.25)
     image_size: int | None = None  # None: use the dataset's stored size
+    #: luminance replicated to three channels before normalising (``train.grayscale``; docs/training.md)
+    grayscale: bool = False
 
 
 IMAGENET = Preprocess(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
