@@ -14,8 +14,9 @@ FAMILY_EXAMPLES = {"open_clip": "open_clip:taxonbench-tiny-clip"}  # families th
 def test_every_backbone_maps_images_to_features(name):
     backbone = build_backbone(name)
     backbone.module.eval()
+    side = max(32, backbone.min_image_size)
     with torch.no_grad():
-        out = backbone.module(torch.randn(2, 3, 32, 32))
+        out = backbone.module(torch.randn(2, 3, side, side))
     assert out.shape == (2, backbone.num_features)
 
 
@@ -42,5 +43,5 @@ def test_mismatched_checkpoint_and_unknown_names(tmp_path):
         build_backbone("resnet18", pretrained="IMAGENET9K")
     with pytest.raises(TaxonbenchError, match=r"'tiny_cnn' has no named pretrained weights"):
         build_backbone("tiny_cnn", pretrained="IMAGENET1K_V1")
-    with pytest.raises(TaxonbenchError, match=r"unknown backbone 'vit'; available: open_clip, resnet18, resnet50, tiny_cnn"):
+    with pytest.raises(TaxonbenchError, match=r"unknown backbone 'vit'; available: alexnet, open_clip, resnet101, resnet152, resnet18, resnet34, resnet50, tiny_cnn, vgg11, vgg16"):
         build_backbone("vit")

@@ -134,7 +134,7 @@ def test_pull_into_a_fresh_clone_leaves_snakemake_nothing_to_do(pushed):
     project, _ = pushed
     clone = _clone_and_pull(pushed, "clone")
     for rel in (MODEL, "data/shards/tiny/manifest.json", "results/logits/tiny/flat_softmax/test.parquet",
-                "results/models/tiny/flat_softmax/differentiable_diffusion.pt",
+                "results/models/tiny/flat_softmax/differentiable_diffusion.state",
                 "results/curves/tiny/flat_softmax/bottom_up.csv", "results/figures/operating_curves_tiny.png"):
         assert (clone / rel).read_bytes() == (project / rel).read_bytes(), rel
     assert any((clone / ".snakemake" / "metadata").iterdir())

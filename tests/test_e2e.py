@@ -89,7 +89,7 @@ def test_snakemake_tiny_pipeline(tmp_path):
         assert (tmp_path / "results" / "figures" / figure).read_bytes()[:4] == b"\x89PNG"
     for split in ("train", "val", "test"):  # train: differentiable diffusion is fitted on it
         assert (tmp_path / f"results/logits/tiny/flat_softmax/{split}.json").exists()
-    assert (tmp_path / "results/models/tiny/flat_softmax/differentiable_diffusion.pt").exists()
+    assert (tmp_path / "results/models/tiny/flat_softmax/differentiable_diffusion.state").exists()
     for inference in ("diffusion", "differentiable_diffusion"):
         assert (tmp_path / f"results/metrics/tiny/flat_softmax/{inference}.json").exists()
 

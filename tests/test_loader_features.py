@@ -74,6 +74,12 @@ def test_frequency_resampling_is_torch_weighted_random_sampler(name, power):
     assert order(name, leaves).tolist() == reference
 
 
+def test_resampling_refuses_a_leaf_without_training_rows():
+    with pytest.raises(TaxonbenchError, match=r"train.sampler: inverse_frequency re-sampling needs a training image "
+                                              r"of every leaf; 1 have none"):
+        order("inverse_frequency", np.array([0, 1, 1, 3]))
+
+
 def test_inverse_frequency_balances_the_classes_in_expectation():
     leaves = np.array([0] * 900 + [1] * 90 + [2] * 9 + [3] * 1)
     drawn = np.concatenate([leaves[order("inverse_frequency", leaves, seed=s)] for s in range(20)])

@@ -149,6 +149,19 @@ def test_splits_follow_the_metric_families_and_fitted_inference():
     assert plan.logit_splits(cfg, "hxe") == ["val", "test", "train"]  # + the fit split of differentiable diffusion
 
 
+def test_a_dataset_may_run_its_own_methods_instead_of_the_common_ones():
+    cfg = plan.validate(cfg_with(experiments__datasets=["a", "b"], experiments__dataset_methods={"b": ["hxe"]},
+                                 experiments__extra_methods={"b": ["cond_softmax"]}, experiments__inference=["native"]))
+    assert plan.dataset_methods(cfg, "a") == ["flat_softmax", "hxe", "cond_softmax"]
+    assert plan.dataset_methods(cfg, "b") == ["hxe", "cond_softmax"]
+    assert {(d, m) for d, m, _ in plan.experiment_matrix(cfg)} == {
+        ("a", "flat_softmax"), ("a", "hxe"), ("a", "cond_softmax"), ("b", "hxe"), ("b", "cond_softmax")}
+    with pytest.raises(TaxonbenchError, match=r"experiments.dataset_methods.c: not among experiments.datasets"):
+        plan.validate(cfg_with(experiments__dataset_methods={"c": ["hxe"]}))
+    with pytest.raises(TaxonbenchError, match=r"experiments.dataset_methods.a\[0\]: 'hx' is neither"):
+        plan.validate(cfg_with(experiments__dataset_methods={"a": ["hx"]}))
+
+
 def test_cross_dataset_experiments_name_the_training_dataset():
     cfg = plan.validate(cfg_with(methods__flat_on_a={"method": "flat_softmax", "trained_on": "a"},
                                  experiments__datasets=["a", "b"],
@@ -183,7 +196,7 @@ def test_level_argmax_predicts_one_node_per_level_and_set_size_counts_them():
     want[0, [1, 3]] = 1  # depth 1: node 1; depth 2: node 3
     want[1, [1, 5]] = 1  # depth 1: node 1; depth 2: node 5 (levels are independent)
     np.testing.assert_array_equal(sets, want)
-    metrics, curve = evaluate([(sets, np.array([0, 2]))], tax, kind="node_set")
+    metrics, curve = evaluate([(sets, np.array([0, 2]))], tax, ["set_size"], kind="node_set")
     assert metrics == {"n_samples": 2, "labels_min": 2.0, "labels_max": 2.0, "labels_mean": 2.0, "labels_std": 0.0}
     assert curve == {}
 

@@ -205,3 +205,19 @@ def test_plot_samples_writes_a_png(tmp_path):
     path = plot_samples(out, tmp_path / "fig" / "samples.png", n_taxa=6, per_taxon=3)
     with Image.open(path) as img:
         assert img.format == "PNG" and img.size[0] > 100
+
+
+def test_a_subsequence_of_the_ranks_gives_a_shallower_tree():
+    """The thesis's stand-ins: 4 levels like ETHEC (order .. species), 2 like hierarchical CIFAR-10."""
+    four = SyntheticTaxonomy({"ranks": ["order", "family", "genus", "species"], "leaves": [20, 80]},
+                             name="x", seed=0).taxonomy()
+    assert four.max_depth == 4 and four.rank_names == ["order", "family", "genus", "species"]
+    assert (four.depth[four.leaf_nodes] == 4).all()
+    two = SyntheticTaxonomy({"ranks": ["genus", "species"], "branching": {"genus": [2, 3], "species": [2, 3]},
+                             "leaves": [4, 9]}, name="x", seed=0).taxonomy()
+    assert two.max_depth == 2 and 4 <= two.n_leaves <= 9
+    with pytest.raises(TaxonbenchError, match=r"datasets.x.options.ranks: expected a non-empty subsequence"):
+        SyntheticTaxonomy({"ranks": ["species", "genus"]}, name="x", seed=0)
+    with pytest.raises(TaxonbenchError, match=r"datasets.x.options.branching.kingdom: unknown rank; valid ranks: "
+                                              r"genus, species"):
+        SyntheticTaxonomy({"ranks": ["genus", "species"], "branching": {"kingdom": [1, 2]}}, name="x", seed=0)

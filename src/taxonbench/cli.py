@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inference", required=True)
     p.add_argument("--logits", required=True, help="train-split logits, results/logits/<D>/<M>/train.parquet")
     p.add_argument("--shards", required=True, help="dataset directory holding taxonomy.parquet")
-    p.add_argument("--out", required=True, help="state file, e.g. results/models/<D>/<M>/<inference>.pt")
+    p.add_argument("--out", required=True, help="state file, e.g. results/models/<D>/<M>/<inference>.state")
     p.add_argument("--options", default=None, metavar="JSON", help="inference options as JSON")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="CPU threads")

@@ -13,7 +13,7 @@ import numpy as np
 from taxonbench.errors import TaxonbenchError
 from taxonbench.io import write_json_atomic, write_text_atomic
 from taxonbench.matrix_io import iter_matrix, read_sidecar, sidecar_path
-from taxonbench.metrics import evaluate, families_reading, units_of
+from taxonbench.metrics import evaluate, families_reading, unit_of, units_of
 from taxonbench.taxonomy import Taxonomy
 
 CURVE_COLUMNS = ("threshold", "info_recall", "info_precision", "correct")
@@ -58,7 +58,8 @@ def evaluate_scores(
     families = families_reading(kind)
     metrics, curve = evaluate(chunks, taxonomy, families, kind=kind, tune_chunks=tune)
     clean: dict = {k: (float(v) if not (isinstance(v, float) and math.isnan(v)) else None) for k, v in metrics.items()}
-    clean["units"] = {k: u for k, u in units_of(families).items() if k in metrics}
+    units = units_of(families)
+    clean["units"] = {k: unit_of(k, units) for k in metrics if unit_of(k, units) is not None}
     write_json_atomic(out_json, clean)
     if out_curve is not None:
         buf = io.StringIO()

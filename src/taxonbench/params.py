@@ -125,12 +125,13 @@ def _check_references(cfg: dict, source: str) -> None:
                 f"{source}: experiments.datasets[{i}]: {name!r} is not defined under 'datasets'"
                 + (f" (did you mean {hint[0]!r}?)" if hint else f"; defined: {', '.join(defined)}")
             )
-    for dataset in cfg["experiments"].get("extra_methods", {}):
-        if dataset not in cfg["experiments"]["datasets"]:
-            raise TaxonbenchError(
-                f"{source}: experiments.extra_methods.{dataset}: not among experiments.datasets "
-                f"({', '.join(cfg['experiments']['datasets'])})"
-            )
+    for key in ("extra_methods", "dataset_methods"):
+        for dataset in cfg["experiments"].get(key, {}):
+            if dataset not in cfg["experiments"]["datasets"]:
+                raise TaxonbenchError(
+                    f"{source}: experiments.{key}.{dataset}: not among experiments.datasets "
+                    f"({', '.join(cfg['experiments']['datasets'])})"
+                )
     for table, spec in cfg.get("tables", {}).items():
         named = [("dataset", spec["dataset"])] if spec.get("dataset") else []
         named += [(f"datasets.{column}", d) for column, d in (spec.get("datasets") or {}).items()]

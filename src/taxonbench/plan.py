@@ -59,19 +59,21 @@ def _hint(name: str, valid: list[str]) -> str:
 
 # ------------------------------------------------------------------ experiments
 def all_methods(cfg: dict) -> list[str]:
-    """Every experiment of the set: ``experiments.methods``, then each dataset's ``extra_methods``, once each."""
-    ex = cfg["experiments"]
-    out = list(ex["methods"])
-    for names in ex.get("extra_methods", {}).values():
-        out += [m for m in names if m not in out]
+    """Every experiment of the set, once each: ``experiments.methods`` (where run), then each dataset's
+    ``dataset_methods`` and ``extra_methods``."""
+    out: list[str] = []
+    for dataset in cfg["experiments"]["datasets"]:
+        out += [m for m in dataset_methods(cfg, dataset) if m not in out]
     return out
 
 
 def dataset_methods(cfg: dict, dataset: str) -> list[str]:
-    """The experiments run on one dataset: ``experiments.methods`` plus its ``extra_methods``."""
+    """The experiments run on one dataset: its ``dataset_methods`` list if it has one (instead of
+    ``experiments.methods``), plus its ``extra_methods``."""
     ex = cfg["experiments"]
+    base = list(ex.get("dataset_methods", {}).get(dataset, ex["methods"]))
     extra = ex.get("extra_methods", {}).get(dataset, [])
-    return list(ex["methods"]) + [m for m in extra if m not in ex["methods"]]
+    return base + [m for m in extra if m not in base]
 
 
 def registered_method(cfg: dict, experiment: str) -> str:
@@ -181,11 +183,12 @@ def check_declared(cfg: dict) -> None:
         if experiment not in blocks and experiment not in methods:
             raise TaxonbenchError(f"experiments.methods[{k}]: {experiment!r} is neither a registered method nor a "
                                   f"block under 'methods' naming one{_hint(experiment, sorted(methods))}")
-    for dataset, names in cfg["experiments"].get("extra_methods", {}).items():
-        for k, experiment in enumerate(names):
-            if experiment not in blocks and experiment not in methods:
-                raise TaxonbenchError(f"experiments.extra_methods.{dataset}[{k}]: {experiment!r} is neither a "
-                                      f"registered method nor a block under 'methods'{_hint(experiment, sorted(methods))}")
+    for key in ("extra_methods", "dataset_methods"):
+        for dataset, names in cfg["experiments"].get(key, {}).items():
+            for k, experiment in enumerate(names):
+                if experiment not in blocks and experiment not in methods:
+                    raise TaxonbenchError(f"experiments.{key}.{dataset}[{k}]: {experiment!r} is neither a registered "
+                                          f"method nor a block under 'methods'{_hint(experiment, sorted(methods))}")
     for experiment, block in blocks.items():
         where = f"methods.{experiment}"
         registered = block.get("method", experiment)

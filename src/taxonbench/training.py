@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -235,6 +236,10 @@ def _build(run: _Run, ranks: DataParallel) -> _Parts:
         "image_size": int(run.manifest.get("image_size", 32)),
     }
     model, preprocess = build_method(meta, run.taxonomy)
+    side = preprocess.image_size or meta["image_size"]
+    if side < model.min_image_size:
+        raise TaxonbenchError(f"{run.where}: train.backbone {cfg['backbone']!r} needs images of at least "
+                              f"{model.min_image_size} px; {run.shards_dir} stores {side} px")
     preprocess = replace(preprocess, grayscale=bool(cfg.get("grayscale", False)))
     meta["preprocess"] = asdict(preprocess)
     model = ranks.prepare(model, run.where)  # under DDP: BatchNorm layers replaced by global-batch ones
@@ -247,6 +252,7 @@ def _build(run: _Run, ranks: DataParallel) -> _Parts:
                             views, rows)
 
     train_set = batches("train", cfg["augment"], model.views, _subset(run))
+    model.observe_training_labels(np.bincount(np.asarray(train_set.leaves), minlength=run.taxonomy.n_leaves))
     val_set = batches("val", None) if "val" in run.manifest["splits"] else None
     steps_per_epoch = math.ceil(len(train_set) / cfg["batch_size"])  # global batches: the same for any rank count
     optimizer = _optimizer(model.parameters(), cfg["optimizer"])

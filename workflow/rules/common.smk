@@ -153,7 +153,7 @@ def tune_argument(wildcards, input):
 
 
 def fitted_state(wildcards):
-    return f"results/models/{wildcards.dataset}/{wildcards.method}/{wildcards.inference}.pt"
+    return f"results/models/{wildcards.dataset}/{wildcards.method}/{wildcards.inference}.state"
 
 
 def state_argument(wildcards, input):
@@ -178,6 +178,10 @@ def dataset_curves(wildcards):
             if Path(c).stem in CURVED]
 
 
+#: the datasets with at least one operating curve (a dataset of set predictions only has no figure)
+CURVED_DATASETS = [d for d in DATASETS if any(i in CURVED for m in plan.dataset_methods(PARAMS, d) for i in PAIRS[m])]
+
+
 def table_outputs():
     return expand(
         "results/tables/{table}{suffix}",
@@ -200,7 +204,7 @@ def get_final_outputs():
         logits_files()
         + metrics_files()
         + table_outputs()
-        + expand("results/figures/operating_curves_{dataset}.png", dataset=DATASETS)
+        + expand("results/figures/operating_curves_{dataset}.png", dataset=CURVED_DATASETS)
         + expand("results/figures/{dataset}_samples.png", dataset=DATASETS)
     )
 

@@ -5,7 +5,7 @@ rule fit_inference:
         logits=fit_logits,  # the inference's declared fit split
         taxonomy="data/shards/{dataset}/taxonomy.parquet",
     output:
-        "results/models/{dataset}/{method}/{inference}.pt",
+        "results/models/{dataset}/{method}/{inference}.state",
     params:
         options=inference_options_json,
         shards=shards_dir,

@@ -1,6 +1,7 @@
 """The embedded default dataset: a procedurally generated "synthetic taxonomy" (docs/design.md §4).
 
-A random tree of the seven Linnaean ranks below the root (kingdom ... species)
+A random tree of the seven Linnaean ranks below the root (kingdom ... species;
+option ``ranks`` keeps a subsequence of them, e.g. a 4-level tree like ETHEC's)
 with a pseudo-Latin name per taxon. Every node carries an *appearance code*, a
 vector in ``R^D``: the root's is zero and a child's is its parent's plus
 Gaussian noise of standard deviation ``code_sigma * code_decay**(d - 1)`` at
@@ -58,6 +59,9 @@ class SyntheticOptions:
     """The ``datasets.<name>.options`` block of a ``source: synthetic`` dataset."""
 
     variant: str = "balanced"  # "balanced" (iNat21-mini-like) or "long_tailed" (iNat18-like train split)
+    # the ranks below the root, a subsequence of kingdom ... species (e.g. [order, family, genus, species]:
+    # a 4-level tree like ETHEC's; [genus, species]: 2 levels like the thesis's hierarchical CIFAR-10)
+    ranks: list = field(default_factory=lambda: list(RANKS_7))
     # children per node, keyed by the children's rank: {rank: [min, max]}, each count drawn
     # uniformly in [min, max]; ranks left out keep DEFAULT_BRANCHING (min 1 gives single-child taxa)
     branching: dict = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_BRANCHING.items()})
@@ -99,14 +103,18 @@ def _check_options(opts: SyntheticOptions, where: str) -> SyntheticOptions:
 
     if opts.variant not in VARIANTS:
         fail("variant", f"expected one of {', '.join(VARIANTS)}, got {opts.variant!r}")
+    ranks = list(opts.ranks) if isinstance(opts.ranks, (list, tuple)) else None
+    if not ranks or any(r not in RANKS_7 for r in ranks) or [r for r in RANKS_7 if r in ranks] != ranks \
+            or len(set(ranks)) != len(ranks):
+        fail("ranks", f"expected a non-empty subsequence of {', '.join(RANKS_7)} in that order, got {opts.ranks!r}")
     branching = {k: list(v) for k, v in DEFAULT_BRANCHING.items()}
     for rank, pair in opts.branching.items():
-        if rank not in RANKS_7:
-            fail(f"branching.{rank}", f"unknown rank; valid ranks: {', '.join(RANKS_7)}")
+        if rank not in ranks and list(pair) != DEFAULT_BRANCHING.get(rank):  # defaults of unused ranks pass
+            fail(f"branching.{rank}", f"unknown rank; valid ranks: {', '.join(ranks)}")
         branching[rank] = int_pair(f"branching.{rank}", pair, 1)
     leaves = int_pair("leaves", opts.leaves, 1)
-    lo = int(np.prod([branching[r][0] for r in RANKS_7]))
-    hi = int(np.prod([branching[r][1] for r in RANKS_7]))
+    lo = int(np.prod([branching[r][0] for r in ranks]))
+    hi = int(np.prod([branching[r][1] for r in ranks]))
     if lo > leaves[1] or hi < leaves[0]:
         fail("leaves", f"{leaves} cannot be reached: the branching gives between {lo} and {hi} leaves")
     for key in ("image_size",):
@@ -128,7 +136,7 @@ def _check_options(opts: SyntheticOptions, where: str) -> SyntheticOptions:
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in sr)
             or not 0 < sr[0] <= sr[1]):
         fail("scale_range", f"expected [min, max] with 0 < min <= max, got {sr!r}")
-    return dataclasses.replace(opts, branching=branching, leaves=leaves,
+    return dataclasses.replace(opts, ranks=ranks, branching=branching, leaves=leaves,
                                scale_range=[float(sr[0]), float(sr[1])])
 
 
@@ -273,7 +281,7 @@ class SyntheticTaxonomy(DatasetAdapter):
             rng = _rng(self.seed, "tree", attempt)
             parent, depth = [-1], [0]
             frontier = [0]
-            for d, rank in enumerate(RANKS_7, start=1):
+            for d, rank in enumerate(self.options.ranks, start=1):
                 a, b = self.options.branching[rank]
                 counts = rng.integers(a, b + 1, size=len(frontier))
                 nxt = []
@@ -285,7 +293,7 @@ class SyntheticTaxonomy(DatasetAdapter):
                 frontier = nxt
                 if len(frontier) > hi:
                     break
-            if lo <= len(frontier) <= hi and depth[-1] == len(RANKS_7):
+            if lo <= len(frontier) <= hi and depth[-1] == len(self.options.ranks):
                 return np.array(parent, dtype=np.int64), np.array(depth, dtype=np.int64)
         raise TaxonbenchError(
             f"datasets.{self.name}.options.leaves: no tree with {lo}..{hi} leaves found in 10000 draws; "
@@ -294,7 +302,7 @@ class SyntheticTaxonomy(DatasetAdapter):
 
     def taxonomy(self) -> Taxonomy:
         parent, depth = self._tree
-        ranks = ["root"] + [RANKS_7[d - 1] for d in depth[1:]]
+        ranks = ["root"] + [self.options.ranks[d - 1] for d in depth[1:]]
         return Taxonomy.from_parents(parent, name=_names(ranks, self.seed), rank=ranks,
                                      fixed_ranks=True, source=f"synthetic dataset {self.name!r}")
 
@@ -312,7 +320,7 @@ class SyntheticTaxonomy(DatasetAdapter):
     @cached_property
     def leaf_nodes(self) -> np.ndarray:
         parent, depth = self._tree
-        return np.flatnonzero(depth == len(RANKS_7))
+        return np.flatnonzero(depth == len(self.options.ranks))
 
     # ---------------------------------------------------------- the splits
     def splits(self) -> list[str]:

@@ -1,10 +1,8 @@
 """Parts shared by the CLIP-based methods (HCCF and its CE ablations, HCCF §3.2 and §4.3).
 
 - :func:`text_tower_of`: the open_clip text tower a method needs, or a clear error;
-- :func:`resolve_levels`: the trained levels (``levels: [6, 7]``; level ``d`` =
-  depth ``d``, 1 the top rank, ``max_depth`` the leaves; ``null`` = all);
-- :class:`LevelLayout`: where each level's nodes sit in a ``level_softmax_logits``
-  vector (entry ``j`` = node ``j + 1``) and each leaf's ancestor per level;
+- :func:`~taxonbench.methods._levels.resolve_levels` and
+  :class:`~taxonbench.methods._levels.LevelLayout` (re-exported; every per-level method uses them);
 - :class:`PromptHparams`, :class:`LevelPromptHparams`: the hyper-parameters
   these methods share (prompts; prompts and trained levels);
 - :func:`encode_prompts` / :func:`prompt_embeddings`: unit-norm text embeddings
@@ -19,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,6 +24,7 @@ from torch import nn
 from taxonbench.declare import param
 from taxonbench.errors import TaxonbenchError
 from taxonbench.models.backbones import Backbone
+from taxonbench.methods._levels import LevelLayout, resolve_levels
 from taxonbench.taxon_text import DEFAULT_NAMES, DEFAULT_TEMPLATE, NAME_STYLES, node_prompts
 from taxonbench.taxonomy import Taxonomy
 
@@ -54,63 +52,6 @@ def text_tower_of(backbone: Backbone, where: str) -> nn.Module:
             "e.g. open_clip:taxonbench-tiny-clip or open_clip:RN50)"
         )
     return backbone.text
-
-
-def resolve_levels(levels: Sequence[int] | None, taxonomy: Taxonomy, where: str) -> tuple[int, ...]:
-    """The trained levels, sorted; ``None`` means every level ``1 .. max_depth``."""
-    depth = taxonomy.max_depth
-    if depth < 1:
-        raise TaxonbenchError(f"{where}: the taxonomy has no level below the root")
-    if levels is None:
-        return tuple(range(1, depth + 1))
-    if isinstance(levels, (str, bytes)) or not isinstance(levels, Sequence) or not levels:
-        raise TaxonbenchError(f"{where}.levels: expected a non-empty list of levels 1..{depth}, got {levels!r}")
-    for level in levels:
-        if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= depth:
-            raise TaxonbenchError(
-                f"{where}.levels: {level!r} is not a level of this taxonomy (1 = top rank .. {depth} = leaves)"
-            )
-    if len(set(levels)) != len(levels):
-        raise TaxonbenchError(f"{where}.levels: repeated level in {list(levels)}")
-    return tuple(sorted(levels))
-
-
-class LevelLayout(nn.Module):
-    """Index tensors of the per-level layout (buffers: they follow ``.to(device)``).
-
-    ``columns(d)``: the columns of depth-``d`` nodes in a non-root node vector;
-    ``target(leaf, d)``: the position, within level ``d``, of each leaf's ancestor
-    at depth ``d`` (-1 where a leaf is shallower than ``d``).
-    """
-
-    def __init__(self, taxonomy: Taxonomy) -> None:
-        super().__init__()
-        self.max_depth = taxonomy.max_depth
-        anc = taxonomy.ancestor_table[taxonomy.leaf_nodes]  # (L, D + 1) node ids, -1 below a leaf
-        for d in range(1, self.max_depth + 1):
-            nodes = taxonomy.nodes_at_depth(d).astype(np.int64)
-            position = np.full(taxonomy.n_nodes, -1, dtype=np.int64)
-            position[nodes] = np.arange(len(nodes))
-            target = np.where(anc[:, d] >= 0, position[np.maximum(anc[:, d], 0)], -1)
-            self.register_buffer(f"nodes_{d}", torch.as_tensor(nodes), persistent=False)
-            self.register_buffer(f"target_{d}", torch.as_tensor(target), persistent=False)
-
-    def nodes(self, d: int) -> torch.Tensor:
-        """Node ids at depth ``d``."""
-        return getattr(self, f"nodes_{d}")
-
-    def columns(self, d: int) -> torch.Tensor:
-        """Columns of the depth-``d`` nodes in a non-root vector (node ``v`` is column ``v - 1``)."""
-        return self.nodes(d) - 1
-
-    def target(self, leaf: torch.Tensor, d: int) -> torch.Tensor:
-        """Position within level ``d`` of each leaf's depth-``d`` ancestor (-1: leaf above depth ``d``)."""
-        return getattr(self, f"target_{d}")[leaf]
-
-    def ancestor(self, leaf: torch.Tensor, d: int) -> torch.Tensor:
-        """Node id of each leaf's depth-``d`` ancestor (-1: leaf above depth ``d``)."""
-        target = self.target(leaf, d)
-        return torch.where(target >= 0, self.nodes(d)[target.clamp(min=0)], target)
 
 
 def taxon_tokens(text: nn.Module, taxonomy: Taxonomy, template: str, names: str, where: str) -> torch.Tensor:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -58,6 +59,7 @@ class Method(nn.Module):
         super().__init__()
         self.backbone = backbone.module
         self.num_features = backbone.num_features
+        self.min_image_size = backbone.min_image_size
         self.taxonomy = taxonomy
         #: the params block messages name: ``methods.<experiment>`` (the experiment may rename the method)
         self.where = f"methods.{experiment or self.name}"
@@ -67,6 +69,10 @@ class Method(nn.Module):
         """Initialisation that reads the backbone's (pretrained) weights, e.g. classifiers set to text
         embeddings. :func:`taxonbench.training.build_method` runs it for a new model and skips it when a
         saved state dict follows (dumping logits), where it would be overwritten. Default: nothing."""
+
+    def observe_training_labels(self, leaf_counts: np.ndarray) -> None:
+        """Called by training before the first epoch with the number of training rows of every leaf (after
+        ``train.train_subset``): methods that re-weight their loss by class frequency read it. Default: nothing."""
 
     def output_dim(self) -> int:
         """The width of the dumped outputs: what the score kind prescribes for this taxonomy (a method of a

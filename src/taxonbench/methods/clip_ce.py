@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from taxonbench.registries import METHODS
+from taxonbench.methods._levels import level_cross_entropy
 from taxonbench.methods._clip_levels import (
     LevelLayout,
     LevelPromptHparams,
@@ -126,10 +127,4 @@ class CETextInitLevels(Method):
                              [self.layout.columns(d) for d in range(1, len(self.heads) + 1)], self.output_dim())
 
     def loss(self, outputs: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
-        theta = loss_precision(outputs)
-        total = theta.new_zeros(())
-        for d in self.levels:
-            target = self.layout.target(leaf, d)
-            if bool((target >= 0).any()):  # leaves above depth d have no label there
-                total = total + F.cross_entropy(theta[:, self.layout.columns(d)], target, ignore_index=-1)
-        return total
+        return level_cross_entropy(loss_precision(outputs), leaf, self.layout, self.levels)

@@ -27,12 +27,15 @@ and implements
 * ``result(self) -> (metrics: dict[str, float], curve: dict[str, np.ndarray])``.
 
 Registered families: ``operating_curve`` (docs/metrics.md §1),
-``mistake_severity`` (§5) and ``set_size`` (§2, the number of labels
-predicted per image).
+``mistake_severity`` (§5), ``hit_at_k`` (§2, the true leaf among the k best),
+and for set predictions ``set_prf`` (§2, micro/macro precision, recall, F1
+overall and per level) and ``set_size`` (§2, the number of labels predicted
+per image).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
@@ -131,11 +134,19 @@ def families_reading(kind: str) -> list[str]:
 
 
 def units_of(families: Iterable[str]) -> dict[str, str]:
-    """Metric name -> unit for the families named (and ``n_samples``, a count)."""
+    """Metric name -> unit for the families named (and ``n_samples``, a count). A name may hold the
+    placeholder ``{level}`` for per-level metrics (``set_micro_f1_L{level}``): :func:`unit_of` resolves it."""
     units = {"n_samples": "count"}
     for name in families:
         units.update(METRIC_FAMILIES.get(name).units)
     return units
+
+
+def unit_of(metric: str, units: dict[str, str]) -> str | None:
+    """The unit of ``metric``: its own entry, or that of its ``{level}`` pattern (``…_L3`` -> ``…_L{level}``)."""
+    if metric in units:
+        return units[metric]
+    return units.get(re.sub(r"_L\d+$", "_L{level}", metric))
 
 
 def _stream(chunks: Iterable[tuple[Any, Any]], taxonomy: Taxonomy, kind: str,
@@ -233,5 +244,6 @@ __all__ = [
     "check_finite",
     "evaluate",
     "families_reading",
+    "unit_of",
     "units_of",
 ]

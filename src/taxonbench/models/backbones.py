@@ -42,6 +42,8 @@ class Backbone:
     num_features: int
     preprocess: Preprocess
     text: nn.Module | None = None  # taxonbench.models.clip.TextTower for open_clip models
+    #: the smallest input side the architecture accepts (AlexNet's stride-4 stem and three poolings: 63 px)
+    min_image_size: int = 1
 
 
 BackboneFactory = Callable[..., Backbone]
@@ -113,7 +115,18 @@ def tiny_cnn(pretrained: str | None = None) -> Backbone:
     return Backbone(module, module.num_features, Preprocess())
 
 
-def _torchvision_resnet(arch: str) -> BackboneFactory:
+def _drop_classifier(model: nn.Module) -> int:
+    """Replace a torchvision classifier's last layer by the identity; the width of the features it read
+    (ResNet: ``fc``; AlexNet and VGG: the last ``Linear`` of ``classifier``)."""
+    if isinstance(getattr(model, "fc", None), nn.Linear):
+        width, model.fc = model.fc.in_features, nn.Identity()
+        return width
+    last = model.classifier[-1]
+    width, model.classifier[-1] = last.in_features, nn.Identity()
+    return width
+
+
+def _torchvision_classifier(arch: str) -> BackboneFactory:
     def build(pretrained: str | None = None) -> Backbone:
         import torchvision
 
@@ -131,15 +144,18 @@ def _torchvision_resnet(arch: str) -> BackboneFactory:
             weights = weights_enum[pretrained] if pretrained != "DEFAULT" else weights_enum.DEFAULT
             preprocess = IMAGENET
         model = torchvision.models.get_model(arch, weights=weights)
-        num_features = model.fc.in_features
-        model.fc = nn.Identity()
+        num_features = _drop_classifier(model)
         if path is not None and path.is_file():
             _load_local_checkpoint(model, path, arch)
             preprocess = IMAGENET
-        return Backbone(model, num_features, preprocess)
+        return Backbone(model, num_features, preprocess, min_image_size=MIN_IMAGE_SIZE.get(arch, 1))
 
     return build
 
 
-for _arch in ("resnet18", "resnet50"):
-    BACKBONES.register(_arch)(_torchvision_resnet(_arch))
+MIN_IMAGE_SIZE = {"alexnet": 63, "vgg11": 32, "vgg16": 32, "resnet18": 32, "resnet34": 32, "resnet50": 32,
+                  "resnet101": 32, "resnet152": 32}
+#: torchvision classifiers, their last layer removed (the thesis's backbones: AlexNet, VGG, ResNet-18 .. 152)
+TORCHVISION_ARCHS = ("alexnet", "vgg11", "vgg16", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+for _arch in TORCHVISION_ARCHS:
+    BACKBONES.register(_arch)(_torchvision_classifier(_arch))

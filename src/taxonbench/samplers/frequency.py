@@ -8,7 +8,8 @@ thesis: "re-sampling is performed proportional to the inverse frequency of
 the occurrence of a label ... normalized to sum to 1 to sample using a
 multinomial distribution"). ``power = 1``: inverse frequency (every class
 equally likely per draw); ``power = 1/2``: the thesis's "sqrt" re-sampler
-(weights ``1 / sqrt(n_c)``).
+(weights ``1 / sqrt(n_c)``). A leaf with no training row cannot be balanced:
+an error naming ``train.sampler`` and the leaf.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from taxonbench.errors import TaxonbenchError
 from taxonbench.registries import SAMPLERS
 from taxonbench.samplers.base import Sampler
 
@@ -33,7 +35,13 @@ class FrequencyWeighted(Sampler):
     def order(self, source, gen):
         import torch
 
-        weights = torch.from_numpy(frequency_weights(np.asarray(source.leaves), self.power))
+        leaves = np.asarray(source.leaves)
+        empty = np.flatnonzero(np.bincount(leaves, minlength=self.taxonomy.n_leaves) == 0)
+        if len(empty):  # a class never drawn: the re-sampling cannot balance it
+            names = self.taxonomy.name[self.taxonomy.leaf_nodes[empty[:5]]]
+            raise TaxonbenchError(f"{self.where}: {self.name} re-sampling needs a training image of every leaf; "
+                                  f"{len(empty)} have none (e.g. {', '.join(map(str, names))})")
+        weights = torch.from_numpy(frequency_weights(leaves, self.power))
         return torch.multinomial(weights, len(weights), replacement=True, generator=gen)
 
 

@@ -1,0 +1,60 @@
+"""Loss re-weighting by inverse class frequency (the thesis's "cw", Dhall §4.4: "the loss is re-weighted using
+the per-class inverse frequencies").
+
+For a label (node) ``v`` with ``n_v`` training images (the images of every leaf under it), the weight is
+``w_v = (1 / n_v) / mean_u (1 / n_u)``, the mean over the labels the loss reads: inverse frequencies
+scaled to mean 1, so that switching re-weighting on leaves the loss's scale (and the learning rate's
+meaning) about where it was. A label with no training image has no frequency: an error naming the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from taxonbench.declare import param
+from taxonbench.errors import TaxonbenchError
+from taxonbench.taxonomy import Taxonomy
+
+CLASS_WEIGHTS = ("none", "inverse_frequency")
+
+
+@dataclass(frozen=True)
+class ClassWeightHparams:
+    class_weight: str = param("none", choices=CLASS_WEIGHTS,
+                              doc="re-weight each label's loss term by its inverse training frequency (thesis 'cw')")
+
+
+def node_counts(taxonomy: Taxonomy, leaf_counts: np.ndarray) -> np.ndarray:
+    """``n_v``: the training images of every node (its leaves' counts summed), root included."""
+    return np.asarray(taxonomy.leaf_ancestor_matrix.T @ np.asarray(leaf_counts, dtype=np.float64)).ravel()
+
+
+def inverse_frequency_weights(taxonomy: Taxonomy, leaf_counts: np.ndarray, where: str) -> np.ndarray:
+    """``w_v`` over all n nodes (the root's is that of a label every image has), scaled to mean 1 over the
+    non-root nodes."""
+    counts = node_counts(taxonomy, leaf_counts)
+    empty = np.flatnonzero(counts[1:] == 0) + 1
+    if len(empty):
+        names = taxonomy.name[empty[:5]]
+        raise TaxonbenchError(f"{where}.class_weight: inverse_frequency needs a training image of every label; "
+                              f"{len(empty)} have none (e.g. {', '.join(map(str, names))})")
+    inverse = 1.0 / counts
+    return inverse / inverse[1:].mean()
+
+
+class ClassWeighted:
+    """Mixin of a :class:`~taxonbench.methods.base.Method` whose Hparams have ``class_weight``: keeps
+    ``self.node_weight`` (a float tensor over all n nodes, or None without re-weighting) from the training
+    labels training reports (:meth:`Method.observe_training_labels`)."""
+
+    node_weight = None
+
+    def observe_training_labels(self, leaf_counts: np.ndarray) -> None:
+        import torch
+
+        if self.hparams.class_weight == "inverse_frequency":
+            weights = inverse_frequency_weights(self.taxonomy, leaf_counts, self.where)
+            self.node_weight = torch.as_tensor(weights, dtype=torch.float32,
+                                               device=next(self.parameters()).device)
