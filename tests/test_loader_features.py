@@ -167,6 +167,22 @@ def test_grayscale_training_is_remembered_by_the_model(toy_shards, tmp_path):
     assert preprocess.grayscale and meta["preprocess"]["grayscale"]
 
 
+def test_grayscale_on_a_one_channel_dataset_is_refused(tmp_path):
+    from conftest import ToyAdapter
+
+    from taxonbench.datasets.base import prepare_dataset
+
+    class GreyToy(ToyAdapter):
+        def info(self):
+            return {**super().info(), "channels": 1}
+
+    shards = tmp_path / "grey"
+    prepare_dataset(GreyToy(), shards, rows_per_shard=16)
+    with pytest.raises(TaxonbenchError, match=r"train.grayscale is set, but .*grey.* holds one-channel"):
+        training.train(toy_settings(epochs=1, grayscale=True), shards, tmp_path / "m", progress=False)
+    assert not (tmp_path / "m" / "model.pt").exists()
+
+
 # ------------------------------------------------------------------ fine-tuning regimes
 def test_backbone_layers():
     assert [n for n, _ in backbone_layers(build_backbone("resnet18").module)] == \

@@ -240,6 +240,9 @@ def _build(run: _Run, ranks: DataParallel) -> _Parts:
     if side < model.min_image_size:
         raise TaxonbenchError(f"{run.where}: train.backbone {cfg['backbone']!r} needs images of at least "
                               f"{model.min_image_size} px; {run.shards_dir} stores {side} px")
+    if cfg.get("grayscale") and int(run.manifest.get("channels", 3)) == 1:
+        raise TaxonbenchError(f"{run.where}: train.grayscale is set, but {run.shards_dir} holds one-channel (grey) "
+                              "images already; leave it false")
     preprocess = replace(preprocess, grayscale=bool(cfg.get("grayscale", False)))
     meta["preprocess"] = asdict(preprocess)
     model = ranks.prepare(model, run.where)  # under DDP: BatchNorm layers replaced by global-batch ones

@@ -199,6 +199,7 @@ class FashionMnist(FileDatasetAdapter):
             **super().info(),
             "image_size": self.options.image_size or NATIVE_SIDE,  # the stored side
             "image_codec": "png",
+            "channels": 1,  # grey images (stored as RGB PNGs with three equal channels)
             "split_counts": {s: len(self.indices(s)[1]) for s in SPLITS},
             "val_split": "a seeded, class-stratified holdout of the training file (test: the official t10k file)",
         }
