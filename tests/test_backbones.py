@@ -45,3 +45,22 @@ def test_mismatched_checkpoint_and_unknown_names(tmp_path):
         build_backbone("tiny_cnn", pretrained="IMAGENET1K_V1")
     with pytest.raises(TaxonbenchError, match=r"unknown backbone 'vit'; available: alexnet, open_clip, resnet101, resnet152, resnet18, resnet34, resnet50, tiny_cnn, vgg11, vgg16"):
         build_backbone("vit")
+
+
+@pytest.mark.parametrize("variant, convs", [("x1", 1), ("x2", 2), ("x3", 3)])
+def test_deeper_tiny_cnns_repeat_each_stages_convolution(variant, convs):
+    net = build_backbone(f"tiny_cnn:{variant}").module
+    per_stage = [m.out_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert per_stage == [c for c in (16, 32, 64, 128) for _ in range(convs)]
+    assert build_backbone(f"tiny_cnn:{variant}").num_features == 128
+
+
+def test_tiny_cnn_x1_is_the_tiny_cnn():
+    torch.manual_seed(0)
+    plain = build_backbone("tiny_cnn").module.state_dict()
+    torch.manual_seed(0)
+    x1 = build_backbone("tiny_cnn:x1").module.state_dict()
+    assert list(plain) == list(x1) and all(torch.equal(plain[k], x1[k]) for k in plain)
+    with pytest.raises(TaxonbenchError, match=r"backbone 'tiny_cnn:x4': unknown depth; valid: tiny_cnn:x1, "
+                                              r"tiny_cnn:x2, tiny_cnn:x3"):
+        build_backbone("tiny_cnn:x4")

@@ -3,17 +3,12 @@
 from taxonbench.inference import INFERENCE
 from taxonbench.methods import METHODS
 from taxonbench.params import dataclass_from_dict, train_settings
-from taxonbench.plan import all_methods, load_params, method_inference
+from taxonbench.plan import all_methods, dataset_methods, load_params, method_inference
 from taxonbench.tables import TABLES
 
 #: the inference of the HCCF paper's tables and of the thesis's set predictions (the default restricts to these)
 HCCF_INFERENCE = {"native", "bottom_up", "top_down", "advanced_top_down", "diffusion", "differentiable_diffusion"}
 THESIS_INFERENCE = {"pcdb", "ofadb", "level_argmax", "masked_top_down"}
-#: thesis rows of the larger ResNets, which only the ethec config trains (the default's one CNN stands in for ResNet-50)
-PAPER_SCALE_ONLY = {"marginalization_r101", "marginalization_r152", "masked_per_level_r101", "masked_per_level_r152",
-                    "hierarchical_softmax_r101", "hierarchical_softmax_r152"}
-
-
 def registered(cfg: dict, experiment: str) -> str:
     return cfg["methods"].get(experiment, {}).get("method", experiment)
 
@@ -47,9 +42,22 @@ def test_ablation_variants_get_applicable_inference_covering_their_table_rows():
     for method in all_methods(cfg):
         assert set(pairs[method]) <= applicable(cfg, method), method
         assert needed.get(method, set()) <= set(pairs[method]), method
-    # every row of every built table has its experiment, but the thesis's larger backbones
-    assert set(needed) - PAPER_SCALE_ONLY <= set(all_methods(cfg))
-    assert PAPER_SCALE_ONLY <= set(needed)
+    # every row of every built table runs on the table's dataset
+    for table, settings in cfg["tables"].items():
+        if "dataset" in settings:
+            run = dataset_methods(cfg, settings["dataset"])
+            missing = [r.resolve(settings.get("model") or TABLES.get(table).default_model)[0]
+                       for r in TABLES.get(table).rows]
+            assert set(missing) <= set(run), (table, set(missing) - set(run))
+
+
+def test_the_default_builds_every_thesis_table_and_figure():
+    from taxonbench.figures.dhall_thesis import THESIS_FIGURE_IDS
+    from taxonbench.tables.dhall_thesis import THESIS_TABLE4_IDS
+
+    cfg = load_params("params.yaml")
+    assert set(THESIS_TABLE4_IDS) <= set(cfg["tables"])
+    assert set(THESIS_FIGURE_IDS) <= set(cfg["figures"])
 
 
 def test_default_hyperparameters_are_valid():

@@ -244,3 +244,13 @@ def test_a_two_view_method_gets_both_views(toy_shards, tmp_path, monkeypatch):
     assert seen and all(s[1:] == (2, 3, 16, 16) for s in seen)
     row = (tmp_path / "m" / "train_log.csv").read_text().splitlines()[1].split(",")
     assert row[2] == "nan" and row[3] == "nan"  # no top-1 of two-view training outputs
+
+
+def test_train_image_size_resizes_inputs_and_is_kept_with_the_model(toy_shards, tmp_path):
+    """AlexNet needs 63 px; the toy set stores 16 px: train.image_size 64 resizes every input (the thesis: 224)."""
+    from taxonbench.logits import dump_logits
+
+    model = training.train(toy_settings(epochs=1, backbone="alexnet", image_size=64, finetune="head"), toy_shards,
+                           tmp_path / "m", progress=False)
+    assert torch.load(model, weights_only=True)["meta"]["preprocess"]["image_size"] == 64
+    assert dump_logits(model, toy_shards, "test", tmp_path / "test.parquet", device="cpu") == 12

@@ -132,13 +132,15 @@ def _check_references(cfg: dict, source: str) -> None:
                     f"{source}: experiments.{key}.{dataset}: not among experiments.datasets "
                     f"({', '.join(cfg['experiments']['datasets'])})"
                 )
-    for table, spec in cfg.get("tables", {}).items():
+    blocks = [("tables", table, spec) for table, spec in cfg.get("tables", {}).items()]
+    blocks += [("figures", figure, spec) for figure, spec in cfg.get("figures", {}).items()]
+    for section, name, spec in blocks:
         named = [("dataset", spec["dataset"])] if spec.get("dataset") else []
         named += [(f"datasets.{column}", d) for column, d in (spec.get("datasets") or {}).items()]
         for key, dataset in named:
             if dataset not in cfg["experiments"]["datasets"]:
                 raise TaxonbenchError(
-                    f"{source}: tables.{table}.{key}: {dataset!r} is not among "
+                    f"{source}: {section}.{name}.{key}: {dataset!r} is not among "
                     f"experiments.datasets ({', '.join(cfg['experiments']['datasets'])})"
                 )
 

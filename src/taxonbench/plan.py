@@ -43,6 +43,7 @@ from taxonbench.declarations import (
 )
 from taxonbench.declare import check_block
 from taxonbench.errors import TaxonbenchError
+from taxonbench.figures.base import check_figures
 from taxonbench.params import check_train_override, deep_merge
 from taxonbench.params import load_params as _load_schema_checked
 from taxonbench.params import validate_params as _validate_schema
@@ -210,9 +211,11 @@ def check_declared(cfg: dict) -> None:
             raise TaxonbenchError(f"inference_options.{name}: unknown inference{_hint(name, sorted(declared))}")
         check_block(declared[name].options, {k: v for k, v in options.items() if k != "state"},
                     f"inference_options.{name}")
-    for experiment, names in method_inference(cfg).items():
+    pairs = method_inference(cfg)
+    for experiment, names in pairs.items():
         for name in names:
             scored_splits(cfg, name)
+    check_figures(cfg, pairs, dataset_methods)
 
 
 def _check_sampler(block: dict, where: str) -> None:

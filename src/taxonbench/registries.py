@@ -29,9 +29,11 @@ METRIC_FAMILIES: Registry[Any] = Registry("metric family", "taxonbench.metrics")
 SAMPLERS: Registry[Any] = Registry("sampler", "taxonbench.samplers")
 #: paper tables (``tables``)
 TABLES: Registry[Any] = Registry("table", "taxonbench.tables")
+#: paper figures other than the operating curves (``figures``)
+FIGURES: Registry[Any] = Registry("figure", "taxonbench.figures")
 
 ALL: dict[str, Registry[Any]] = {
     "dataset sources": DATASETS, "backbones": BACKBONES, "methods": METHODS, "score kinds": SCORE_KINDS,
     "inference": INFERENCE, "metric families": METRIC_FAMILIES, "samplers": SAMPLERS,
-    "tables": TABLES,
+    "tables": TABLES, "figures": FIGURES,
 }

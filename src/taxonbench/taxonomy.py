@@ -361,6 +361,10 @@ class Taxonomy:
         """``n(v)``: the number of leaves in the subtree of ``v`` (a leaf counts itself)."""
         return np.asarray(self.leaf_ancestor_matrix.sum(axis=0)).ravel().astype(np.int64)
 
+    def node_counts(self, leaf_counts: np.ndarray) -> np.ndarray:
+        """``n_v = Σ_{leaves u under v} c_u``: per-leaf counts (e.g. training images) summed up the tree, root included."""
+        return np.asarray(self.leaf_ancestor_matrix.T @ np.asarray(leaf_counts, dtype=np.float64)).ravel()
+
     @cached_property
     def info(self) -> np.ndarray:
         """``info(v) = log2(L / n(v))``: 0 at the root, ``log2 L`` at a leaf (docs/metrics.md §1)."""

@@ -51,6 +51,7 @@ from taxonbench.models.backbones import Preprocess, build_backbone
 from taxonbench.samplers import Sampler, make_sampler
 from taxonbench.shards import TAXONOMY, read_manifest
 from taxonbench.taxonomy import Taxonomy
+from taxonbench.training_curves import check_curves, curve_columns, split_scores
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
@@ -161,6 +162,7 @@ class _Parts:
     frozen: list[torch.nn.Module]  # backbone layers train.finetune keeps fixed (and in eval mode)
     train_set: Any
     val_set: Any
+    curve_sets: dict[str, Any]  # train.curve_splits: the splits scored after every epoch (training_curves)
     sampler: Sampler
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
@@ -236,6 +238,8 @@ def _build(run: _Run, ranks: DataParallel) -> _Parts:
         "image_size": int(run.manifest.get("image_size", 32)),
     }
     model, preprocess = build_method(meta, run.taxonomy)
+    if cfg.get("image_size"):  # train.image_size: every input resized to this side (stored with the model)
+        preprocess = replace(preprocess, image_size=int(cfg["image_size"]))
     side = preprocess.image_size or meta["image_size"]
     if side < model.min_image_size:
         raise TaxonbenchError(f"{run.where}: train.backbone {cfg['backbone']!r} needs images of at least "
@@ -257,11 +261,15 @@ def _build(run: _Run, ranks: DataParallel) -> _Parts:
     train_set = batches("train", cfg["augment"], model.views, _subset(run))
     model.observe_training_labels(np.bincount(np.asarray(train_set.leaves), minlength=run.taxonomy.n_leaves))
     val_set = batches("val", None) if "val" in run.manifest["splits"] else None
+    splits = list(run.cfg.get("curve_splits", []))
+    check_curves(model, splits, list(run.manifest["splits"]), run.where)
+    curve_sets = {s: val_set if s == "val" else batches(s, None, 1, _subset(run) if s == "train" else None)
+                  for s in splits}  # train: the rows trained on, without augmentation
     steps_per_epoch = math.ceil(len(train_set) / cfg["batch_size"])  # global batches: the same for any rank count
     optimizer = _optimizer(model.parameters(), cfg["optimizer"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg["schedule"], cfg["epochs"],
                                                                         steps_per_epoch))
-    return _Parts(model=model, meta=meta, frozen=frozen, train_set=train_set, val_set=val_set,
+    return _Parts(model=model, meta=meta, frozen=frozen, train_set=train_set, val_set=val_set, curve_sets=curve_sets,
                   sampler=make_sampler(cfg.get("sampler", {}), run.taxonomy, cfg["batch_size"]),
                   optimizer=optimizer, scheduler=scheduler, scaler=torch.amp.GradScaler(device.type, enabled=run.amp),
                   steps_per_epoch=steps_per_epoch)
@@ -297,7 +305,8 @@ def _resume(run: _Run, parts: _Parts, ranks: DataParallel) -> tuple[int, list[di
 
 def _run_epoch(run: _Run, parts: _Parts, stepper: torch.nn.Module, epoch: int, ranks: DataParallel,
                progress: bool) -> dict:
-    """One pass over the sampler's order of epoch ``epoch``, then validation top-1; the log row."""
+    """One pass over the sampler's order of epoch ``epoch``, then validation top-1 and the curve splits' scores;
+    the log row."""
     cfg, model, device = run.cfg, parts.model, ranks.device
     t0 = time.time()
     model.train()
@@ -330,14 +339,16 @@ def _run_epoch(run: _Run, parts: _Parts, stepper: torch.nn.Module, epoch: int, r
     nan = float("nan")
     val_top1 = _accuracy(model, parts.val_set, cfg["eval_batch_size"], run.amp, ranks) \
         if parts.val_set is not None and model.scores_leaves else nan
-    return {
+    row = {
         "epoch": epoch + 1,
         "train_loss": total_loss / max(1, seen),
         "train_top1": correct / max(1, seen) if model.scores_leaves else nan,
         "val_top1": val_top1,
         "lr": parts.optimizer.param_groups[0]["lr"],
-        "seconds": time.time() - t0,
     }
+    for split, source in parts.curve_sets.items():
+        row.update(split_scores(model, source, cfg["eval_batch_size"], run.amp, ranks, run.taxonomy, split))
+    return {**row, "seconds": time.time() - t0}
 
 
 def _save(run: _Run, parts: _Parts, log_rows: list[dict], ranks: DataParallel) -> Path:
@@ -345,7 +356,8 @@ def _save(run: _Run, parts: _Parts, log_rows: list[dict], ranks: DataParallel) -
     model_path = run.out_dir / MODEL
     if ranks.is_main:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS)
+        columns = LOG_COLUMNS[:-1] + curve_columns(list(run.cfg.get("curve_splits", []))) + LOG_COLUMNS[-1:]
+        writer = csv.DictWriter(buf, fieldnames=columns)
         writer.writeheader()
         writer.writerows(log_rows)
         write_text_atomic(run.out_dir / TRAIN_LOG, buf.getvalue())

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from taxonbench.errors import TaxonbenchError
 from taxonbench.params import dataset_settings, inference_options, train_settings
 from taxonbench import plan
+from taxonbench.figures import figure_inputs as figure_files
 
 try:  # the schema and every declaration (method hyper-parameters, inference options), before any job
     PARAMS = plan.validate(config, source="params (snakemake config)")
@@ -87,6 +88,19 @@ def method_settings(wildcards):
 
 def tables_settings(wildcards):
     return json.dumps(PARAMS["tables"], sort_keys=True)
+
+
+FIGURES = PARAMS["figures"]  # figure id -> {dataset}
+FIGURE_PATTERN = _pattern_of(list(FIGURES))
+
+
+def figure_inputs(wildcards):
+    block = FIGURES[wildcards.figure]
+    return figure_files(wildcards.figure, block["dataset"], EXPERIMENTS["eval_split"])
+
+
+def figure_dataset(wildcards):
+    return FIGURES[wildcards.figure]["dataset"]
 
 
 def eval_batch_size(wildcards):
@@ -206,6 +220,7 @@ def get_final_outputs():
         + table_outputs()
         + expand("results/figures/operating_curves_{dataset}.png", dataset=CURVED_DATASETS)
         + expand("results/figures/{dataset}_samples.png", dataset=DATASETS)
+        + expand("results/figures/{figure}.png", figure=list(FIGURES))
     )
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from taxonbench.inference.base import Inference
 from taxonbench.registries import INFERENCE
 from taxonbench.score_kinds import node_scores
+from taxonbench.taxonomy import Taxonomy
 
 
 @INFERENCE.register("level_argmax")
@@ -29,11 +30,14 @@ class LevelArgmax(Inference):
     produces = "node_set"
 
     def __call__(self, scores: np.ndarray) -> np.ndarray:
-        tax = self.taxonomy
-        p = node_scores(scores, tax, self.sidecar)
-        out = np.zeros(p.shape, dtype=np.float32)
-        rows = np.arange(len(p))
-        for depth in range(1, tax.max_depth + 1):
-            nodes = np.flatnonzero(tax.depth == depth)
-            out[rows, nodes[p[:, nodes].argmax(axis=1)]] = 1.0
-        return out
+        return level_argmax_sets(node_scores(scores, self.taxonomy, self.sidecar), self.taxonomy)
+
+
+def level_argmax_sets(p: np.ndarray, taxonomy: Taxonomy) -> np.ndarray:
+    """``(B, n)`` node scores -> the ``node_set`` of their per-level argmax (module docstring)."""
+    out = np.zeros(p.shape, dtype=np.float32)
+    rows = np.arange(len(p))
+    for depth in range(1, taxonomy.max_depth + 1):
+        nodes = np.flatnonzero(taxonomy.depth == depth)
+        out[rows, nodes[p[:, nodes].argmax(axis=1)]] = 1.0
+    return out

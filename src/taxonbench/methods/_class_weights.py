@@ -26,15 +26,10 @@ class ClassWeightHparams:
                               doc="re-weight each label's loss term by its inverse training frequency (thesis 'cw')")
 
 
-def node_counts(taxonomy: Taxonomy, leaf_counts: np.ndarray) -> np.ndarray:
-    """``n_v``: the training images of every node (its leaves' counts summed), root included."""
-    return np.asarray(taxonomy.leaf_ancestor_matrix.T @ np.asarray(leaf_counts, dtype=np.float64)).ravel()
-
-
 def inverse_frequency_weights(taxonomy: Taxonomy, leaf_counts: np.ndarray, where: str) -> np.ndarray:
     """``w_v`` over all n nodes (the root's is that of a label every image has), scaled to mean 1 over the
     non-root nodes."""
-    counts = node_counts(taxonomy, leaf_counts)
+    counts = taxonomy.node_counts(leaf_counts)  # n_v
     empty = np.flatnonzero(counts[1:] == 0) + 1
     if len(empty):
         names = taxonomy.name[empty[:5]]

@@ -32,11 +32,16 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
 
+def per_label(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(P_v, R_v, F1_v)`` of every label from its counts (0/0 := 0)."""
+    per_p, per_r = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+    return per_p, per_r, _ratio(2 * per_p * per_r, per_p + per_r)
+
+
 def micro_macro(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, float]:
     """``{micro,macro}_{precision,recall,f1}`` of per-label counts (0/0 := 0)."""
     p, r = _ratio(tp.sum(), tp.sum() + fp.sum()), _ratio(tp.sum(), tp.sum() + fn.sum())
-    per_p, per_r = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
-    per_f1 = _ratio(2 * per_p * per_r, per_p + per_r)
+    per_p, per_r, per_f1 = per_label(tp, fp, fn)
     return {"micro_precision": float(p), "micro_recall": float(r), "micro_f1": float(_ratio(2 * p * r, p + r)),
             "macro_precision": float(per_p.mean()) if len(tp) else 0.0,
             "macro_recall": float(per_r.mean()) if len(tp) else 0.0,

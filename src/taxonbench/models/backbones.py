@@ -67,28 +67,37 @@ def build_backbone(name: str, pretrained: str | None = None) -> Backbone:
 class TinyCNN(nn.Module):
     """A small CPU-friendly convolutional net for 32-64 px images (the embedded default).
 
-    Four conv-BN-ReLU stages (16, 32, 64, 128 channels) with stride-2 pooling,
-    then global average pooling: 128 features (about 98k parameters).
+    Four stages (16, 32, 64, 128 channels) of ``convs_per_stage`` conv-BN-ReLU
+    layers each, stride-2 max pooling between stages, then global average
+    pooling: 128 features (about 98k parameters with one conv per stage).
+    ``tiny_cnn:x2`` / ``tiny_cnn:x3`` (two / three convs per stage, 2x / 3x
+    the depth) stand in for ResNet-101 / -152 beside ``tiny_cnn`` for ResNet-50
+    in the embedded default: the same family, deeper.
     """
 
-    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128)) -> None:
+    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128), convs_per_stage: int = 1) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         c_in = 3
         for i, c in enumerate(widths):
-            layers += [
-                nn.Conv2d(c_in, c, 3, padding=1, bias=False),
-                nn.BatchNorm2d(c),
-                nn.ReLU(inplace=True),
-            ]
+            for _ in range(convs_per_stage):
+                layers += [
+                    nn.Conv2d(c_in, c, 3, padding=1, bias=False),
+                    nn.BatchNorm2d(c),
+                    nn.ReLU(inplace=True),
+                ]
+                c_in = c
             if i < len(widths) - 1:
                 layers.append(nn.MaxPool2d(2))
-            c_in = c
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.num_features = widths[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
+
+
+#: ``tiny_cnn:<variant>`` -> convolutions per stage
+TINY_CNN_DEPTHS = {"x1": 1, "x2": 2, "x3": 3}
 
 
 def _load_local_checkpoint(module: nn.Module, path: Path, name: str) -> None:
@@ -103,8 +112,11 @@ def _load_local_checkpoint(module: nn.Module, path: Path, name: str) -> None:
 
 
 @BACKBONES.register("tiny_cnn")
-def tiny_cnn(pretrained: str | None = None) -> Backbone:
-    module = TinyCNN()
+def tiny_cnn(pretrained: str | None = None, model: str = "x1") -> Backbone:
+    if model not in TINY_CNN_DEPTHS:
+        raise TaxonbenchError(f"backbone 'tiny_cnn:{model}': unknown depth; valid: "
+                              + ", ".join(f"tiny_cnn:{k}" for k in TINY_CNN_DEPTHS))
+    module = TinyCNN(convs_per_stage=TINY_CNN_DEPTHS[model])
     if pretrained is not None:
         path = Path(pretrained)
         if not path.is_file():

@@ -59,11 +59,12 @@ def _breakdown(model: str, labels: tuple[str, ...], method: str, inference: str)
                  for d, name in enumerate(ETHEC_LEVELS, start=1))
 
 
-def _agnostic_rows() -> list[Entry]:
-    """Tables 4.3-4.4: backbone x (last layer | all weights) x decision boundary."""
+def _agnostic_rows(partial: str) -> list[Entry]:
+    """Tables 4.3-4.4: backbone x (``partial``: last layer (``head``) or first and last (``fl``) | all weights)
+    x decision boundary."""
     rows = []
     for arch, label in (("_alexnet", "Alexnet"), ("_vgg", "VGG"), ("_r18", "ResNet-18"), ("", "ResNet-50")):
-        for regime, suffix in (("head", ""), ("all", " (update all weights)")):
+        for regime, suffix in ((partial, ""), ("all", " (update all weights)")):
             for boundary, inference in DECISION:
                 rows.append(Entry((label + suffix, boundary), f"multilabel{arch}_{regime}", inference))
     return rows
@@ -78,13 +79,13 @@ _spec("2", "Per-level classifier on hierarchical CIFAR-10 with 100, 1000 or all 
 
 _spec("3", "Hierarchy-agnostic classifier on hierarchical CIFAR-10: backbones, last layer or all weights, "
       "per-class or one-fits-all decision boundary", ("model", "decision boundary"), AGNOSTIC_COLUMNS,
-      _agnostic_rows(), "Hierarchical CIFAR-10")
+      _agnostic_rows("head"), "Hierarchical CIFAR-10")
 
 _spec("4", "Hierarchy-agnostic classifier on hierarchical Fashion-MNIST: backbones, first and last layer or "
       "all weights, per-class or one-fits-all decision boundary", ("model", "decision boundary"),
-      AGNOSTIC_COLUMNS, _agnostic_rows(), "Hierarchical Fashion-MNIST",
-      notes=("The thesis fine-tunes the first and the last layer here (not the last only): the fashion_mnist "
-             "config's `head` experiments use train.finetune: first_last.",))
+      AGNOSTIC_COLUMNS, _agnostic_rows("fl"), "Hierarchical Fashion-MNIST",
+      notes=("The thesis fine-tunes the first and the last layer here (not the last only): the `_fl` "
+             "experiments use train.finetune: first_last.",))
 
 _spec("5", "Hierarchy-agnostic classifier on ETHEC Merged with class weights (cw) and re-sampling (rs): "
       "scores and labels predicted per image", ("model", "cw", "rs"),

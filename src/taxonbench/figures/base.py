@@ -1,0 +1,118 @@
+"""Figure specs: what a paper figure shows, which results it reads, and the check of its params block.
+
+Two kinds (:data:`KINDS`):
+
+* ``label_f1``: per-label F1 on the eval split against the number of training
+  images of the label, one panel per level (Dhall's thesis Figs. 4.1, 4.2, 4.4);
+  reads the set predictions ``results/scores/D/<experiment>/<inference>/<eval split>.parquet``
+  and the dataset's shards (train-split labels, taxonomy). Drawn by
+  :func:`taxonbench.plots.label_f1.draw_label_f1`.
+* ``training_curves``: per-epoch loss, micro- and macro-F1 of the curve splits
+  (``train.curve_splits``, :mod:`taxonbench.training_curves`) of one experiment,
+  and the val micro-F1 of several compared (thesis Fig. 4.3); reads
+  ``results/models/D/<experiment>/train_log.csv``. Drawn by
+  :func:`taxonbench.plots.training_curves.draw_training_curves`.
+
+Each figure writes ``results/figures/<id>.png`` and ``<id>.csv`` (the numbers drawn).
+This module is torch- and matplotlib-free: the Snakefile and the start-up checks import it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from taxonbench.errors import TaxonbenchError
+from taxonbench.params import deep_merge
+from taxonbench.registries import FIGURES
+
+KINDS = ("label_f1", "training_curves")
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One paper figure. ``experiment`` is the model shown (``label_f1``: its set predictions under
+    ``inference``; ``training_curves``: panels b-d); ``compare`` the ``(experiment, legend label)`` pairs of
+    the val micro-F1 panel (a) of ``training_curves``."""
+
+    id: str
+    paper: str
+    source: str  # e.g. "Dhall thesis Fig. 4.1"
+    caption: str
+    kind: str
+    experiment: str
+    inference: str | None = None
+    compare: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"figure {self.id!r}: kind {self.kind!r} is not one of {KINDS}")
+        if (self.kind == "label_f1") != (self.inference is not None):
+            raise ValueError(f"figure {self.id!r}: an inference goes with kind label_f1, and only with it")
+
+    @property
+    def experiments(self) -> list[str]:
+        """Every experiment the figure reads."""
+        return list(dict.fromkeys([self.experiment, *(e for e, _ in self.compare)]))
+
+
+def register_figure(spec: FigureSpec) -> FigureSpec:
+    return FIGURES.add(spec.id, spec)
+
+
+def figure_inputs(spec: FigureSpec | str, dataset: str, eval_split: str, results: str | os.PathLike = "results",
+                  shards: str | os.PathLike | None = None) -> dict[str, list[str]]:
+    """The files a figure reads, by role (paths under ``results`` and the dataset's shards directory)."""
+    spec = FIGURES.get(spec) if isinstance(spec, str) else spec
+    results = Path(results)
+    shards = Path(shards) if shards is not None else Path("data/shards") / dataset
+    if spec.kind == "label_f1":
+        return {"scores": [str(results / "scores" / dataset / spec.experiment / str(spec.inference)
+                               / f"{eval_split}.parquet")],
+                "shards": [str(shards / "manifest.json")]}
+    return {"logs": [str(results / "models" / dataset / e / "train_log.csv") for e in spec.experiments]}
+
+
+def check_figures(cfg: Mapping, pairs: Mapping[str, list[str]], dataset_methods) -> None:
+    """Every ``figures.<id>`` block: a registered figure, a dataset of the matrix running the figure's
+    experiments (and inference), and per-epoch scores where the figure draws them."""
+    for figure_id, block in cfg.get("figures", {}).items():
+        where = f"figures.{figure_id}"
+        if figure_id not in FIGURES:
+            raise TaxonbenchError(f"{where}: unknown figure; registered: {', '.join(FIGURES.names())}")
+        spec, dataset = FIGURES.get(figure_id), block["dataset"]
+        run = dataset_methods(cfg, dataset)
+        for experiment in spec.experiments:
+            if experiment not in run:
+                raise TaxonbenchError(f"{where}: the figure shows experiment {experiment!r}, which does not run on "
+                                      f"{dataset!r}")
+            if spec.kind == "training_curves":
+                train = deep_merge(cfg["train"], cfg.get("methods", {}).get(experiment, {}).get("train", {}))
+                if not train.get("curve_splits"):
+                    raise TaxonbenchError(f"{where}: experiment {experiment!r} logs no per-epoch scores; set "
+                                          f"methods.{experiment}.train.curve_splits (e.g. [train, val, test])")
+        if spec.inference is not None and spec.inference not in pairs.get(spec.experiment, []):
+            raise TaxonbenchError(f"{where}: inference {spec.inference!r} is not run on {spec.experiment!r} "
+                                  f"(experiments.inference gives {pairs.get(spec.experiment, [])})")
+
+
+def build_figure(spec: FigureSpec | str, dataset: str, eval_split: str, out: str | os.PathLike,
+                 results: str | os.PathLike = "results", shards: str | os.PathLike | None = None) -> list[Path]:
+    """Draw one figure into ``out`` (PNG) and ``out`` with suffix ``.csv``; the paths written."""
+    spec = FIGURES.get(spec) if isinstance(spec, str) else spec
+    inputs = figure_inputs(spec, dataset, eval_split, results, shards)
+    title = f"{spec.caption} ({dataset}; after {spec.source})"
+    if spec.kind == "label_f1":
+        from taxonbench.plots.label_f1 import draw_label_f1
+
+        return draw_label_f1(inputs["scores"][0], Path(inputs["shards"][0]).parent, out, title)
+    from taxonbench.plots.training_curves import draw_training_curves
+
+    labels = dict(spec.compare)
+    runs = {e: (labels.get(e, e), log) for e, log in zip(spec.experiments, inputs["logs"])}
+    return draw_training_curves(runs, spec.experiment, out, title)
+
+
+__all__ = ["KINDS", "FigureSpec", "build_figure", "check_figures", "figure_inputs", "register_figure"]
