@@ -323,3 +323,39 @@ def test_each_thesis_method_trains_and_dumps_its_kind(toy_shards, tmp_path, name
     out = tmp_path / "test.parquet"
     dump_logits(model, toy_shards, "test", out, device="cpu")
     assert read_sidecar(out)["kind"] == build(name).output_kind
+
+
+def test_class_weights_of_the_flat_and_the_hierarchical_softmax_by_hand():
+    """cw on flat_softmax: Σ w_y CE / Σ w_y over the leaves; on cond_softmax (the thesis's hierarchical softmax):
+    per level, the weighted mean of −log p(τ_d | τ_{d−1}), summed over levels — plain loops on the ragged tree."""
+    counts = np.array([1, 3, 2, 4])
+    flat = build("flat_softmax", hparams={"class_weight": "inverse_frequency"})
+    flat.observe_training_labels(counts)
+    out, leaf = logits_for(flat, b=8)
+    w = flat.node_weight.double()
+    num = den = 0.0
+    for b in range(len(leaf)):
+        k = int(leaf[b])
+        wk = w[LEAF_NODES[k]].item()
+        num += wk * (-out[b, k].item() + lse(out[b].tolist()))
+        den += wk
+    assert flat.loss(out, leaf).item() == pytest.approx(num / den, rel=1e-6)
+
+    cond = build("cond_softmax", hparams={"class_weight": "inverse_frequency"})
+    cond.observe_training_labels(counts)
+    out, leaf = logits_for(cond, b=8)
+    w = cond.node_weight.double()
+    total = 0.0
+    for d in (1, 2, 3):
+        num = den = 0.0
+        for b in range(len(leaf)):
+            v = ancestor_at(int(leaf[b]), d)
+            if v is None:
+                continue
+            siblings = PLAIN.children[PLAIN.parent[v]]
+            num += w[v].item() * (-out[b, v - 1].item() + lse([out[b, u - 1].item() for u in siblings]))
+            den += w[v].item()
+        total += num / den
+    assert cond.loss(out, leaf).item() == pytest.approx(total, rel=1e-6)
+    plain = build("cond_softmax")
+    assert plain.loss(out, leaf).item() != pytest.approx(total)

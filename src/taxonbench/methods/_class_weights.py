@@ -39,6 +39,22 @@ def inverse_frequency_weights(taxonomy: Taxonomy, leaf_counts: np.ndarray, where
     return inverse / inverse[1:].mean()
 
 
+def level_weighted_mean(neg_log: "torch.Tensor", terms: "torch.Tensor", node_weight: "torch.Tensor",
+                        depth: "torch.Tensor") -> "torch.Tensor":
+    """``Σ_d Σ_b w_{τ_bd} ℓ_bd / Σ_b w_{τ_bd}``: each level's terms a weighted mean over the batch (the class
+    weights of ``torch.nn.functional.cross_entropy``), summed over levels. ``neg_log`` and ``terms`` are
+    ``(B, n)`` over the nodes (``terms`` 1 at each row's counted true nodes), ``depth`` the ``(n,)`` depths."""
+    import torch
+
+    w = terms * node_weight.to(neg_log.dtype)
+    levels = int(depth.max()) + 1
+    flat_depth = depth.expand_as(w).flatten()
+    total = torch.zeros(levels, dtype=neg_log.dtype, device=neg_log.device).index_add(0, flat_depth,
+                                                                                      (w * neg_log).flatten())
+    norm = torch.zeros_like(total).index_add(0, flat_depth, w.flatten())
+    return (total[norm > 0] / norm[norm > 0]).sum()
+
+
 class ClassWeighted:
     """Mixin of a :class:`~taxonbench.methods.base.Method` whose Hparams have ``class_weight``: keeps
     ``self.node_weight`` (a float tensor over all n nodes, or None without re-weighting) from the training

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from taxonbench.methods._class_weights import ClassWeighted
+from taxonbench.methods._class_weights import ClassWeighted, level_weighted_mean
 from taxonbench.methods._levels import resolve_levels
 from taxonbench.methods._tree_ops import TreeOps
 from taxonbench.methods.base import Method, loss_precision
@@ -53,10 +53,4 @@ class MaskedPerLevel(ClassWeighted, Method):
         terms = self.tree.on_path(leaf).to(x.dtype) * self.trained_node.to(x.dtype)  # (B, n): τ_i, i ∈ levels
         if self.node_weight is None:
             return -(terms * log_cond).sum(dim=1).mean()
-        w = terms * self.node_weight.to(x.dtype)  # per level: Σ_b w (−log) / Σ_b w
-        per_level = torch.zeros(int(self.tree.depth.max()) + 1, dtype=x.dtype, device=x.device)
-        norm = torch.zeros_like(per_level)
-        depth = self.tree.depth.expand_as(w)
-        per_level = per_level.index_add(0, depth.flatten(), (-(w * log_cond)).flatten())
-        norm = norm.index_add(0, depth.flatten(), w.flatten())
-        return (per_level[norm > 0] / norm[norm > 0]).sum()
+        return level_weighted_mean(-log_cond, terms, self.node_weight, self.tree.depth)

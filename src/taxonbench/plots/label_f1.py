@@ -13,8 +13,6 @@ precision, recall, f1``).
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from pathlib import Path
 
@@ -23,9 +21,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from taxonbench.errors import TaxonbenchError
-from taxonbench.io import atomic_path, write_text_atomic
 from taxonbench.matrix_io import iter_matrix, read_sidecar
 from taxonbench.metrics.set_prf import SetPRF, per_label
+from taxonbench.plots._output import write_figure
 from taxonbench.shards import TAXONOMY, read_split_column
 from taxonbench.taxonomy import Taxonomy
 
@@ -86,17 +84,7 @@ def draw_label_f1(scores_path: str | os.PathLike, shards_dir: str | os.PathLike,
         top.tick_params(labelbottom=False)
         right.tick_params(labelleft=False)
     fig.suptitle(title, fontsize=11)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png")
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({**r, **{m: f"{r[m]:.6f}" for m in ("precision", "recall", "f1")}} for r in rows)
-    table = out.with_suffix(".csv")
-    write_text_atomic(table, buf.getvalue())
-    return [out, table]
-
+    return write_figure(fig, out, COLUMNS,
+                        ({**r, **{m: f"{r[m]:.6f}" for m in ("precision", "recall", "f1")}} for r in rows))
 
 __all__ = ["COLUMNS", "draw_label_f1", "label_f1_rows"]

@@ -13,7 +13,6 @@ their axes. The numbers drawn go beside the PNG as CSV in long form
 from __future__ import annotations
 
 import csv
-import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,7 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from taxonbench.errors import TaxonbenchError
-from taxonbench.io import atomic_path, write_text_atomic
+from taxonbench.plots._output import write_figure
 
 SPLITS = ("train", "val", "test")
 
@@ -85,17 +84,8 @@ def draw_training_curves(runs: Mapping[str, tuple[str, str | os.PathLike]], main
         ax.grid(alpha=0.3)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=11)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png")
-    buf = io.StringIO()
-    buf.write("experiment,epoch,measure,value\n")
-    for experiment, epoch, column, value in drawn:
-        buf.write(f"{experiment},{int(epoch)},{column},{value:.6f}\n")
-    table = out.with_suffix(".csv")
-    write_text_atomic(table, buf.getvalue())
-    return [out, table]
-
+    return write_figure(fig, out, ("experiment", "epoch", "measure", "value"),
+                        ({"experiment": e, "epoch": int(epoch), "measure": c, "value": f"{v:.6f}"}
+                         for e, epoch, c, v in drawn))
 
 __all__ = ["draw_training_curves", "read_log"]
