@@ -68,7 +68,8 @@ def test_corrupt_checkpoint_is_refused(tmp_path):
     ("open_clip:RN50", "opneai", r"unknown pretrained tag 'opneai' \(did you mean openai\?\); valid tags: openai"),
     ("open_clip:RN50", "weights/rn50.pt", r"checkpoint for open_clip model 'RN50' not found: weights/rn50.pt"),
     ("open_clip", None, r"needs a model name: open_clip:<model>"),
-    ("tiny_cnn:big", None, r"backbone 'tiny_cnn' builds one model"),
+    ("resnet18:big", None, r"backbone 'resnet18' builds one model"),
+    ("tiny_cnn:big", None, r"backbone 'tiny_cnn:big': unknown depth; valid: tiny_cnn:x1"),
     ("open_clip:hf-hub:org/model", "openai", r"brings its own weights; set pretrained to null"),
 ])
 def test_bad_names_are_refused_with_the_valid_ones(name, pretrained, message):

@@ -10,12 +10,16 @@ meaning) about where it was. A label with no training image has no frequency: an
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from taxonbench.declare import param
 from taxonbench.errors import TaxonbenchError
 from taxonbench.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    import torch
 
 CLASS_WEIGHTS = ("none", "inverse_frequency")
 
