@@ -74,6 +74,8 @@ def test_curve_splits_leave_the_weights_alone(toy_shards, tmp_path):
                             progress=False)
     a, b = (torch.load(p, weights_only=True)["state_dict"] for p in (plain, curved))
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # val top-1 taken from the curve pass equals the separate pass it replaces
+    assert read_log(tmp_path / "a" / "train_log.csv")["val_top1"] == read_log(tmp_path / "b" / "train_log.csv")["val_top1"]
 
 
 def test_a_curve_split_the_shards_lack_is_named(toy_shards, tmp_path):
@@ -150,7 +152,8 @@ def test_training_curves_draw_the_logged_numbers(toy_shards, tmp_path):
 
 
 def _figure_cfg(default=(), **train):
-    return {"train": {"curve_splits": list(default)}, "methods": {"per_level_rs": {"train": train}},
+    return {"seed": 0, "device": "cpu", "train": {"curve_splits": list(default)},
+            "methods": {"per_level_rs": {"train": train}},
             "figures": {"dhall_thesis_fig4_3": {"dataset": "d"}}}
 
 

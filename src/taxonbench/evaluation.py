@@ -19,7 +19,7 @@ from taxonbench.taxonomy import Taxonomy
 CURVE_COLUMNS = ("threshold", "info_recall", "info_precision", "correct")
 
 
-def _chunks(path: Path, taxonomy: Taxonomy, batch_rows: int) -> tuple[str, Iterator[tuple[np.ndarray, np.ndarray]]]:
+def score_chunks(path: Path, taxonomy: Taxonomy, batch_rows: int = 4096) -> tuple[str, Iterator[tuple[np.ndarray, np.ndarray]]]:
     """The kind of a scores file (its sidecar) and its ``(scores, leaf)`` row batches."""
     kind = read_sidecar(path).get("kind", "node_prob") if sidecar_path(path).exists() else "node_prob"
     node_shaped = kind != "embeddings"
@@ -49,10 +49,10 @@ def evaluate_scores(
     The JSON is flat ``metric -> value`` (null for NaN) plus ``"units": {metric: unit}`` (docs/metrics.md).
     """
     scores_path = Path(scores_path)
-    kind, chunks = _chunks(scores_path, taxonomy, batch_rows)
+    kind, chunks = score_chunks(scores_path, taxonomy, batch_rows)
     tune = None
     if tune_path is not None:
-        tune_kind, tune = _chunks(Path(tune_path), taxonomy, batch_rows)
+        tune_kind, tune = score_chunks(Path(tune_path), taxonomy, batch_rows)
         if tune_kind != kind:
             raise TaxonbenchError(f"{tune_path}: scores of kind {tune_kind!r}, but {scores_path} holds {kind!r}")
     families = families_reading(kind)

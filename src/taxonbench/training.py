@@ -337,8 +337,13 @@ def _run_epoch(run: _Run, parts: _Parts, stepper: torch.nn.Module, epoch: int, r
         seen += len(batch_leaf)
     (correct,) = ranks.sum([correct])
     nan = float("nan")
-    val_top1 = _accuracy(model, parts.val_set, cfg["eval_batch_size"], run.amp, ranks) \
-        if parts.val_set is not None and model.scores_leaves else nan
+    curves = {split: split_scores(model, source, cfg["eval_batch_size"], run.amp, ranks, run.taxonomy, split)
+              for split, source in parts.curve_sets.items()}
+    if "val" in curves:  # scored once: its top-1 comes from the same pass
+        val_top1 = curves["val"][1]
+    else:
+        val_top1 = _accuracy(model, parts.val_set, cfg["eval_batch_size"], run.amp, ranks) \
+            if parts.val_set is not None and model.scores_leaves else nan
     row = {
         "epoch": epoch + 1,
         "train_loss": total_loss / max(1, seen),
@@ -346,8 +351,8 @@ def _run_epoch(run: _Run, parts: _Parts, stepper: torch.nn.Module, epoch: int, r
         "val_top1": val_top1,
         "lr": parts.optimizer.param_groups[0]["lr"],
     }
-    for split, source in parts.curve_sets.items():
-        row.update(split_scores(model, source, cfg["eval_batch_size"], run.amp, ranks, run.taxonomy, split))
+    for scores, _ in curves.values():
+        row.update(scores)
     return {**row, "seconds": time.time() - t0}
 
 

@@ -57,26 +57,29 @@ def check_curves(model: Method, splits: list[str], available: list[str], where: 
 
 @torch.no_grad()
 def split_scores(model: Method, batches, batch_size: int, amp: bool, ranks: DataParallel,
-                 taxonomy: Taxonomy, split: str) -> dict[str, float]:
-    """``{<split>_eval_loss, <split>_micro_f1, <split>_macro_f1}`` of one split (module docstring)."""
+                 taxonomy: Taxonomy, split: str) -> tuple[dict[str, float], float]:
+    """``{<split>_eval_loss, <split>_micro_f1, <split>_macro_f1}`` of one split (module docstring), and the
+    split's top-1 of the same forward pass (what the log's ``val_top1`` is for ``val``)."""
     device = ranks.device
     model.eval()
     prf = SetPRF(taxonomy)
-    loss_sum = seen = 0.0
+    loss_sum = seen = correct = 0.0
     for images, leaf, _ in batches.epoch_parts(batch_size, None, epoch_generator(0, 0), ranks.part):
         if len(leaf):
             with torch.autocast(device.type, enabled=amp):
                 outputs = model(images)
             loss_sum += float(model.loss(outputs, leaf)) * len(leaf)
+            correct += int((model.predict_leaf(outputs) == leaf).sum())
             p = node_scores(outputs.detach().double().cpu().numpy(), taxonomy, model.sidecar())
             prf.update(level_argmax_sets(p, taxonomy), leaf.cpu().numpy())
             seen += len(leaf)
     n = taxonomy.n_nodes
-    sums = np.asarray(ranks.sum([loss_sum, seen, *prf.tp, *prf.fp, *prf.fn]))
-    tp, fp, fn = sums[2:2 + n], sums[2 + n:2 + 2 * n], sums[2 + 2 * n:]
+    sums = np.asarray(ranks.sum([loss_sum, seen, correct, *prf.tp, *prf.fp, *prf.fn]))
+    tp, fp, fn = sums[3:3 + n], sums[3 + n:3 + 2 * n], sums[3 + 2 * n:]
     scores = micro_macro(tp[1:], fp[1:], fn[1:])  # the labels: every node but the root
-    return {f"{split}_eval_loss": float(sums[0] / max(1.0, sums[1])), f"{split}_micro_f1": scores["micro_f1"],
-            f"{split}_macro_f1": scores["macro_f1"]}
+    seen = max(1.0, float(sums[1]))
+    return ({f"{split}_eval_loss": float(sums[0] / seen), f"{split}_micro_f1": scores["micro_f1"],
+             f"{split}_macro_f1": scores["macro_f1"]}, float(sums[2] / seen))
 
 
 __all__ = ["MEASURES", "check_curves", "curve_columns", "split_scores"]

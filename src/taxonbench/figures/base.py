@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from taxonbench.errors import TaxonbenchError
-from taxonbench.params import deep_merge
+from taxonbench.params import train_settings
 from taxonbench.registries import FIGURES
 
 KINDS = ("label_f1", "training_curves")
@@ -89,8 +89,7 @@ def check_figures(cfg: Mapping, pairs: Mapping[str, list[str]], dataset_methods)
                 raise TaxonbenchError(f"{where}: the figure shows experiment {experiment!r}, which does not run on "
                                       f"{dataset!r}")
             if spec.kind == "training_curves":
-                train = deep_merge(cfg["train"], cfg.get("methods", {}).get(experiment, {}).get("train", {}))
-                if not train.get("curve_splits"):
+                if not train_settings(cfg, dataset, experiment)["train"].get("curve_splits"):
                     raise TaxonbenchError(f"{where}: experiment {experiment!r} logs no per-epoch scores; set "
                                           f"methods.{experiment}.train.curve_splits (e.g. [train, val, test])")
         if spec.inference is not None and spec.inference not in pairs.get(spec.experiment, []):

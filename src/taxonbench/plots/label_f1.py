@@ -21,7 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from taxonbench.errors import TaxonbenchError
-from taxonbench.matrix_io import iter_matrix, read_sidecar
+from taxonbench.evaluation import score_chunks
 from taxonbench.metrics.set_prf import SetPRF, per_label
 from taxonbench.plots._output import write_figure
 from taxonbench.shards import TAXONOMY, read_split_column
@@ -30,18 +30,16 @@ from taxonbench.taxonomy import Taxonomy
 COLUMNS = ("level", "node", "name", "n_train", "n_eval", "precision", "recall", "f1")
 
 
-def label_f1_rows(scores_path: str | os.PathLike, shards_dir: str | os.PathLike) -> list[dict]:
+def label_f1_rows(scores_path: str | os.PathLike, shards_dir: str | os.PathLike,
+                  taxonomy: Taxonomy | None = None) -> list[dict]:
     """One row per label: its level, training images, eval-split positives and P / R / F1."""
     shards_dir = Path(shards_dir)
-    taxonomy = Taxonomy.read(shards_dir / TAXONOMY)
-    kind = read_sidecar(scores_path).get("kind")
+    taxonomy = taxonomy or Taxonomy.read(shards_dir / TAXONOMY)
+    kind, chunks = score_chunks(Path(scores_path), taxonomy)
     if kind != "node_set":
         raise TaxonbenchError(f"{scores_path}: per-label F1 needs set predictions (kind node_set), not {kind!r}")
     prf = SetPRF(taxonomy)
-    for _, leaf, matrix in iter_matrix(scores_path, kind):
-        if matrix.shape[1] != taxonomy.n_nodes:
-            raise TaxonbenchError(f"{scores_path}: {matrix.shape[1]} entries per sample, the taxonomy of "
-                                  f"{shards_dir} has {taxonomy.n_nodes} nodes")
+    for matrix, leaf in chunks:
         prf.update(matrix, leaf)
     precision, recall, f1 = per_label(prf.tp, prf.fp, prf.fn)
     train_leaf = read_split_column(shards_dir, "train", "leaf").astype(np.int64)
@@ -54,8 +52,9 @@ def label_f1_rows(scores_path: str | os.PathLike, shards_dir: str | os.PathLike)
 def draw_label_f1(scores_path: str | os.PathLike, shards_dir: str | os.PathLike, out: str | os.PathLike,
                   title: str) -> list[Path]:
     """The figure (module docstring) as PNG at ``out`` and its numbers as CSV beside it."""
-    rows = label_f1_rows(scores_path, shards_dir)
-    ranks = Taxonomy.read(Path(shards_dir) / TAXONOMY).rank_names
+    taxonomy = Taxonomy.read(Path(shards_dir) / TAXONOMY)
+    rows = label_f1_rows(scores_path, shards_dir, taxonomy)
+    ranks = taxonomy.rank_names
     levels = sorted({r["level"] for r in rows})
     x_all = np.maximum(1, [r["n_train"] for r in rows])
     x_bins = np.geomspace(x_all.min() / 1.2, x_all.max() * 1.2, 16)
