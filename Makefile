@@ -34,6 +34,7 @@ bench: setup
 	python bench/metrics.py
 	python bench/prepare.py
 	python bench/loader.py
+	cd bench && python label_cones.py
 
 clean:
 	rm -rf results logs .snakemake data/shards

@@ -24,6 +24,7 @@ SOURCES = {
     "torch": PIP,  # PyPI wheels carry CUDA; conda-forge calls it pytorch, with other builds
     "torchvision": PIP,  # must match the torch build
     "open-clip-torch": PIP,  # needs the pip torch
+    "geoopt": PIP,  # on the pip torch
     "numpy": "numpy",
     "scipy": "scipy",
     "pyarrow": "pyarrow",

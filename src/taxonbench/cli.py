@@ -90,7 +90,7 @@ def cmd_logits(args) -> None:
 
     torch.set_num_threads(args.threads)
     n = dump_logits(args.model, args.shards, args.split, args.out, device=args.device,
-                    batch_size=args.batch_size, num_workers=args.workers)
+                    batch_size=args.batch_size, num_workers=args.workers, features=args.features)
     print(f"wrote {n} rows to {args.out}")
 
 
@@ -161,6 +161,68 @@ def cmd_figure(args) -> None:
         print(f"wrote {path}")
 
 
+def _label_settings(args, resolver):
+    from taxonbench.params import parse_settings
+    from taxonbench.plan import load_params
+
+    if args.settings is not None:
+        return parse_settings(args.settings)
+    if args.experiment is None:
+        raise TaxonbenchError(f"{args.command}: --experiment required with --params")
+    return resolver(load_params(*(args.params or ["params.yaml"])), args.experiment)
+
+
+def cmd_label_edges(args) -> None:
+    from taxonbench.label_graph.edges import edge_options, write_edge_dataset
+    from taxonbench.params import parse_settings
+    from taxonbench.plan import load_params
+    from taxonbench.taxonomy import Taxonomy
+
+    if args.settings is not None:
+        s = parse_settings(args.settings)
+    else:
+        cfg = load_params(*(args.params or ["params.yaml"]))
+        s = {"edges": cfg["label_embeddings"]["edges"], "seed": cfg["seed"]}
+    manifest = write_edge_dataset(Taxonomy.read(args.taxonomy), edge_options(s["edges"]), int(s["seed"]), args.out,
+                                  args.dataset)
+    counts = ", ".join(f"{k}: {v['positive']}+/{v['negative']}-" for k, v in manifest["splits"].items())
+    print(f"wrote the label graph of {args.dataset} to {args.out}: {manifest['n_labels']} labels, "
+          f"{manifest['closure']} closure edges; {counts}")
+
+
+def cmd_train_label_embedding(args) -> None:
+    import torch
+
+    from taxonbench.label_graph.settings import label_settings
+    from taxonbench.label_graph.train import train_label_embedding
+
+    torch.set_num_threads(args.threads)
+    s = _label_settings(args, label_settings)
+    m = train_label_embedding(s, args.taxonomy, args.edges, args.out, args.metrics)
+    print(f"{s['experiment']}: test edge F1 {m['test_edge_f1']:.4f}, full-F1 {m['full_f1']:.4f} (epoch "
+          f"{m['best_epoch']}, alpha {m['alpha']:g}); wrote {args.out} and {args.metrics}")
+
+
+def cmd_train_joint_embedding(args) -> None:
+    import torch
+
+    from taxonbench.label_graph.joint import train_joint
+    from taxonbench.label_graph.settings import joint_settings
+
+    torch.set_num_threads(args.threads)
+    s = _label_settings(args, joint_settings)
+    m = train_joint(s, args.taxonomy, {"train": args.train, "val": args.val}, args.out, args.metrics, args.init)
+    print(f"{s['experiment']}: val micro-F1 {m['val_micro_f1']:.4f} (epoch {m['best_epoch']}), full-F1 "
+          f"{m['full_f1']:.4f}; wrote {args.out} and {args.metrics}")
+
+
+def cmd_joint_logits(args) -> None:
+    from taxonbench.label_graph.joint import joint_logits
+
+    n = joint_logits(args.model, args.taxonomy, args.features, args.out)
+    print(f"wrote {n} rows to {args.out}")
+
+
 def cmd_list(args) -> None:
     from taxonbench.registries import ALL
 
@@ -228,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="CPU threads")
+    p.add_argument("--features", action="store_true",
+                   help="the encoder's output (before the head), kind embeddings: the joint embeddings' input")
     p.set_defaults(func=cmd_logits)
 
     p = sub.add_parser("infer", help="turn dumped logits into node scores")
@@ -280,6 +344,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shards", default=None, help="the dataset's shards (default data/shards/<dataset>)")
     p.add_argument("--out", required=True, help="the PNG to write; the numbers go beside it as .csv")
     p.set_defaults(func=cmd_figure)
+
+    p = sub.add_parser("label-edges", help="the label-graph edge dataset of a taxonomy (thesis §5.5)")
+    p.add_argument("--taxonomy", required=True, help="taxonomy.parquet of a prepared dataset")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out", required=True, help="directory for edges.parquet + manifest.json")
+    _add_settings_args(p)
+    p.set_defaults(func=cmd_label_edges)
+
+    for name, helptext, func in (
+            ("train-label-embedding", "train a label-only embedding (order-embeddings, cones) on an edge dataset",
+             cmd_train_label_embedding),
+            ("train-joint-embedding", "train a joint image + label embedding on encoder features (thesis §5.6)",
+             cmd_train_joint_embedding)):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--taxonomy", required=True)
+        if func is cmd_train_label_embedding:
+            p.add_argument("--edges", required=True, help="the edge dataset directory (taxonbench label-edges)")
+        else:
+            p.add_argument("--train", required=True, help="encoder features of the train split (logits --features)")
+            p.add_argument("--val", required=True, help="encoder features of the val split")
+            p.add_argument("--init", default=None, help="a label-only embedding.pt to start the labels from")
+        p.add_argument("--out", required=True, help="directory for the model and train_log.csv")
+        p.add_argument("--metrics", required=True, help="the metrics JSON to write")
+        p.add_argument("--experiment", default=None, help="the experiment's name (with --params)")
+        p.add_argument("--threads", type=int, default=1)
+        _add_settings_args(p)
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("joint-logits", help="per-level scores (-violation energy) of a joint embedding")
+    p.add_argument("--model", required=True)
+    p.add_argument("--taxonomy", required=True)
+    p.add_argument("--features", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_joint_logits)
 
     p = sub.add_parser("list", help="list registered datasets, backbones, methods, inference and tables")
     p.add_argument("--declarations", action="store_true",

@@ -7,8 +7,10 @@ input kind and splits — without importing torch (over a second per start).
 
 * Inference methods, metric families, batch samplers and score kinds live in torch-free
   modules: their declarations are read from the classes directly.
-* Methods subclass ``torch.nn.Module``, so their modules import torch. Their
-  declarations (:class:`MethodDeclaration`) are kept in an index file,
+* Methods subclass ``torch.nn.Module``, and the label-embedding models of
+  :mod:`taxonbench.label_graph.models` use torch and geoopt, so their modules
+  import torch. Their declarations (:class:`MethodDeclaration`,
+  :class:`LabelModelDeclaration`) are kept in an index file,
   ``declarations-<digest>.json`` in the user's cache directory
   (``$TAXONBENCH_CACHE``, else ``$XDG_CACHE_HOME/taxonbench``, else
   ``~/.cache/taxonbench``). The digest covers the path, size and
@@ -31,7 +33,7 @@ from pathlib import Path
 from taxonbench.declare import FieldSpec, fields_of
 from taxonbench.io import write_text_atomic
 
-FORMAT = 1
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,22 @@ class MethodDeclaration:
     def from_json(cls, data: dict) -> MethodDeclaration:
         return cls(data["name"], data["kind"], tuple(FieldSpec.from_json(f) for f in data["hparams"]),
                    data.get("views", 1))
+
+
+@dataclass(frozen=True)
+class LabelModelDeclaration:
+    """A label-embedding model (``label_embeddings.experiments.<name>.model``): its options."""
+
+    name: str
+    options: tuple[FieldSpec, ...]
+    on_ball: bool = False
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "on_ball": self.on_ball, "options": [f.to_json() for f in self.options]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> LabelModelDeclaration:
+        return cls(data["name"], tuple(FieldSpec.from_json(f) for f in data["options"]), data.get("on_ball", False))
 
 
 @dataclass(frozen=True)
@@ -105,27 +123,49 @@ def declare_methods() -> dict[str, MethodDeclaration]:
             for name, cls in METHODS.items()}
 
 
-_MEMO: dict[str, dict[str, MethodDeclaration]] = {}
+def declare_label_models() -> dict[str, LabelModelDeclaration]:
+    """The declarations of every registered label-embedding model (imports torch and geoopt)."""
+    from taxonbench.registries import LABEL_MODELS
+
+    return {name: LabelModelDeclaration(name, fields_of(cls.Options), bool(cls.on_ball))
+            for name, cls in LABEL_MODELS.items()}
 
 
-def method_declarations() -> dict[str, MethodDeclaration]:
-    """Every method's declaration: from the index when it matches the package, else computed and indexed."""
+_MEMO: dict[str, dict[str, dict]] = {}
+
+
+def _torch_declarations() -> dict[str, dict]:
+    """``{"methods": ..., "label_models": ...}``: from the index when it matches the package, else computed and
+    indexed."""
     digest = package_digest()
     if digest in _MEMO:
         return _MEMO[digest]
     index = cache_dir() / f"declarations-{digest}.json"
     try:
         data = json.loads(index.read_text())
-        out = {name: MethodDeclaration.from_json(d) for name, d in data["methods"].items()}
+        out = {"methods": {name: MethodDeclaration.from_json(d) for name, d in data["methods"].items()},
+               "label_models": {name: LabelModelDeclaration.from_json(d)
+                                for name, d in data["label_models"].items()}}
     except (OSError, ValueError, KeyError, TypeError):
-        out = declare_methods()
+        out = {"methods": declare_methods(), "label_models": declare_label_models()}
         try:
-            write_text_atomic(index, json.dumps({"format": FORMAT, "methods": {n: d.to_json() for n, d in out.items()}},
-                                                indent=1, sort_keys=True))
+            write_text_atomic(index, json.dumps({"format": FORMAT, **{
+                key: {n: d.to_json() for n, d in decls.items()} for key, decls in out.items()}},
+                indent=1, sort_keys=True))
         except OSError:
             pass  # a read-only home: computed each time
     _MEMO[digest] = out
     return out
+
+
+def method_declarations() -> dict[str, MethodDeclaration]:
+    """Every method's declaration (through the index, see the module docstring)."""
+    return _torch_declarations()["methods"]
+
+
+def label_model_declarations() -> dict[str, LabelModelDeclaration]:
+    """Every label-embedding model's declaration (through the index)."""
+    return _torch_declarations()["label_models"]
 
 
 @functools.cache
@@ -151,6 +191,7 @@ def sampler_declarations() -> dict[str, SamplerDeclaration]:
     return {name: SamplerDeclaration(name, fields_of(cls.Options)) for name, cls in SAMPLERS.items()}
 
 
-__all__ = ["FamilyDeclaration", "InferenceDeclaration", "MethodDeclaration", "SamplerDeclaration", "declare_methods",
-           "family_declarations", "inference_declarations", "method_declarations", "package_digest",
+__all__ = ["FamilyDeclaration", "InferenceDeclaration", "LabelModelDeclaration", "MethodDeclaration",
+           "SamplerDeclaration", "declare_label_models", "declare_methods", "family_declarations",
+           "inference_declarations", "label_model_declarations", "method_declarations", "package_digest",
            "sampler_declarations"]

@@ -46,14 +46,19 @@ def dump_logits(
     batch_size: int = 512,
     num_workers: int = 0,
     cache_decoded_mb: int = 2048,
+    features: bool = False,
 ) -> int:
-    """Run the model over ``split`` in shard order; write ``id, leaf, scores`` + the JSON sidecar."""
+    """Run the model over ``split`` in shard order; write ``id, leaf, scores`` + the JSON sidecar.
+
+    ``features``: the encoder's output instead (the backbone before any head), of kind ``embeddings``:
+    the frozen image features of the thesis's joint embeddings (§5.6, Eq. 5.2)."""
     shards_dir = Path(shards_dir)
     manifest = read_manifest(shards_dir)
     taxonomy = Taxonomy.read(shards_dir / TAXONOMY)
     dev = resolve_device(device)
     model, preprocess, meta = load_model(model_path, taxonomy, dev)
-    check_same_taxonomy(meta, model.output_kind, shards_dir, taxonomy, model_path)
+    check_same_taxonomy(meta, "embeddings" if features else model.output_kind, shards_dir, taxonomy, model_path)
+    forward = model.backbone if features else model
     if split not in manifest["splits"]:
         raise TaxonbenchError(f"{shards_dir}: no split {split!r}; the manifest lists {', '.join(manifest['splits'])}")
     source = make_batches(shards_dir, split, preprocess, int(manifest.get("image_size", 32)), None, dev,
@@ -66,11 +71,13 @@ def dump_logits(
         with torch.no_grad():
             for images, leaf in source.epoch(batch_size, None, epoch_generator(0, 0)):
                 with torch.autocast(dev.type, enabled=amp):
-                    out = model(images)
+                    out = forward(images)
                 n = len(leaf)
                 yield ids[start : start + n], leaf.cpu().numpy(), out.float().cpu().numpy()
                 start += n
 
     sidecar = {**model.sidecar(), "split": split, "dataset": meta["dataset"],
                "order": "leaf index 0..L-1" if model.output_kind == "leaf_logits" else "see kind"}
+    if features:
+        sidecar |= {"kind": "embeddings", "dim": model.num_features, "of": "encoder features"}
     return write_matrix(out_path, "scores", batches(), sidecar)

@@ -19,6 +19,10 @@ The matrix is derived from the declarations (:mod:`taxonbench.declarations`):
 * **logits splits per experiment** (:func:`logit_splits`): ``experiments.logit_splits``,
   the splits its inference is scored on, and the ``fit_split`` of every fitted
   inference;
+* **joint label embeddings** (:mod:`taxonbench.label_graph.settings`): every
+  ``label_embeddings.joint`` experiment is an experiment of each
+  ``label_embeddings.datasets`` dataset, after its image experiments; its logits
+  (kind ``level_softmax_logits``) come from the label-graph rules, not from ``train``;
 * **cross-dataset evaluation**: ``methods.<experiment>.trained_on: A`` makes the
   experiment's model the one trained on dataset ``A``
   (``results/models/A/<experiment>/model.pt``), whichever datasets it is
@@ -44,6 +48,7 @@ from taxonbench.declarations import (
 from taxonbench.declare import check_block
 from taxonbench.errors import TaxonbenchError
 from taxonbench.figures.base import check_figures
+from taxonbench.label_graph.settings import JOINT_KIND, check_label_embeddings, joint_experiments
 from taxonbench.params import check_train_override, deep_merge
 from taxonbench.params import load_params as _load_schema_checked
 from taxonbench.params import validate_params as _validate_schema
@@ -69,12 +74,22 @@ def all_methods(cfg: dict) -> list[str]:
 
 
 def dataset_methods(cfg: dict, dataset: str) -> list[str]:
-    """The experiments run on one dataset: its ``dataset_methods`` list if it has one (instead of
+    """The experiments run on one dataset: :func:`image_methods`, then its joint label embeddings."""
+    return image_methods(cfg, dataset) + joint_experiments(cfg, dataset)
+
+
+def image_methods(cfg: dict, dataset: str) -> list[str]:
+    """The trained image experiments of one dataset: its ``dataset_methods`` list if it has one (instead of
     ``experiments.methods``), plus its ``extra_methods``."""
     ex = cfg["experiments"]
     base = list(ex.get("dataset_methods", {}).get(dataset, ex["methods"]))
     extra = ex.get("extra_methods", {}).get(dataset, [])
     return base + [m for m in extra if m not in base]
+
+
+def is_joint(cfg: dict, experiment: str) -> bool:
+    """Whether an experiment is a joint label embedding (``label_embeddings.joint``), not a trained method."""
+    return experiment in joint_experiments(cfg)
 
 
 def registered_method(cfg: dict, experiment: str) -> str:
@@ -88,6 +103,8 @@ def trained_on(cfg: dict, dataset: str, experiment: str) -> str:
 
 
 def output_kind(cfg: dict, experiment: str) -> str:
+    if is_joint(cfg, experiment):
+        return JOINT_KIND
     return method_declarations()[registered_method(cfg, experiment)].kind
 
 
@@ -216,6 +233,7 @@ def check_declared(cfg: dict) -> None:
         for name in names:
             scored_splits(cfg, name)
     check_figures(cfg, pairs, dataset_methods)
+    check_label_embeddings(cfg, image_methods)
 
 
 def _check_sampler(block: dict, where: str) -> None:
@@ -248,5 +266,5 @@ def load_params(*paths: str) -> dict:
 
 
 __all__ = ["all_methods", "check_declared", "dataset_methods", "experiment_matrix", "fitted_inference",
-           "load_params", "logit_splits", "method_inference", "output_kind", "produces", "registered_method",
+           "image_methods", "is_joint", "load_params", "logit_splits", "method_inference", "output_kind", "produces", "registered_method",
            "scored_splits", "trained_on", "validate"]

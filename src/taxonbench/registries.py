@@ -27,6 +27,8 @@ INFERENCE: Registry[Any] = Registry("inference", "taxonbench.inference")
 METRIC_FAMILIES: Registry[Any] = Registry("metric family", "taxonbench.metrics")
 #: batch samplers (``train.sampler``)
 SAMPLERS: Registry[Any] = Registry("sampler", "taxonbench.samplers")
+#: order-preserving embedding models of the label graph (``label_embeddings``; imports torch)
+LABEL_MODELS: Registry[Any] = Registry("label-embedding model", "taxonbench.label_graph.models")
 #: paper tables (``tables``)
 TABLES: Registry[Any] = Registry("table", "taxonbench.tables")
 #: paper figures other than the operating curves (``figures``)
@@ -35,5 +37,5 @@ FIGURES: Registry[Any] = Registry("figure", "taxonbench.figures")
 ALL: dict[str, Registry[Any]] = {
     "dataset sources": DATASETS, "backbones": BACKBONES, "methods": METHODS, "score kinds": SCORE_KINDS,
     "inference": INFERENCE, "metric families": METRIC_FAMILIES, "samplers": SAMPLERS,
-    "tables": TABLES, "figures": FIGURES,
+    "label-embedding models": LABEL_MODELS, "tables": TABLES, "figures": FIGURES,
 }

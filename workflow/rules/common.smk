@@ -13,6 +13,7 @@ from taxonbench.errors import TaxonbenchError
 from taxonbench.params import dataset_settings, inference_options, train_settings
 from taxonbench import plan
 from taxonbench.figures import figure_inputs as figure_files
+from taxonbench.label_graph import settings as label_graph
 
 try:  # the schema and every declaration (method hyper-parameters, inference options), before any job
     PARAMS = plan.validate(config, source="params (snakemake config)")
@@ -27,6 +28,12 @@ except TaxonbenchError as exc:
 
 EXPERIMENTS = PARAMS["experiments"]
 DATASETS = EXPERIMENTS["datasets"]
+# the label-graph branch (Dhall's thesis Chapters 5-6): label-only embeddings, and joint image + label
+# embeddings, which are experiments of the matrix whose model and logits come from workflow/rules/label_graph.smk
+LABEL_DATASETS = label_graph.label_datasets(PARAMS)
+LABEL_EXPERIMENTS = label_graph.label_experiments(PARAMS)
+JOINT = label_graph.joint_experiments(PARAMS)
+IMAGE_METHODS = [m for m in METHODS if m not in JOINT]
 CURVED = [i for i in INFERENCE if plan.produces(i) == "node_prob"]  # evaluated with an operating curve
 
 
@@ -47,6 +54,10 @@ def _pattern_of(names):
 
 
 FITTED_PATTERN = _pattern_of(sorted(FITTED))
+IMAGE_PATTERN = _pattern_of(IMAGE_METHODS)
+JOINT_PATTERN = _pattern_of(JOINT)
+LABEL_PATTERN = _pattern_of(LABEL_EXPERIMENTS)
+LABEL_DATASET_PATTERN = _pattern_of(LABEL_DATASETS)
 CURVED_PATTERN = _pattern_of(CURVED)
 UNCURVED_PATTERN = _pattern_of([i for i in INFERENCE if i not in CURVED])
 
@@ -213,10 +224,50 @@ def logits_files():
     ]
 
 
+def edges_settings(wildcards):
+    return json.dumps({"edges": PARAMS["label_embeddings"]["edges"], "seed": PARAMS["seed"]}, sort_keys=True)
+
+
+def label_experiment_settings(wildcards):
+    return json.dumps(label_graph.label_settings(PARAMS, wildcards.experiment), sort_keys=True)
+
+
+def joint_settings(wildcards):
+    return json.dumps(label_graph.joint_settings(PARAMS, wildcards.method), sort_keys=True)
+
+
+def joint_inputs(wildcards):
+    """The taxonomy, the train / val encoder features of the joint experiment's `features` experiment and, with
+    `init`, the label-only embedding it starts from."""
+    s = label_graph.joint_settings(PARAMS, wildcards.method)
+    base = f"results/features/{wildcards.dataset}/{s['features']}"
+    inputs = {"taxonomy": f"data/shards/{wildcards.dataset}/taxonomy.parquet",
+              "train": f"{base}/train.parquet", "val": f"{base}/val.parquet"}
+    if s["init"] is not None:
+        inputs["init"] = f"results/label_embeddings/{wildcards.dataset}/{s['init']}/embedding.pt"
+    return inputs
+
+
+def init_argument(wildcards, input):
+    return f"--init {input.init}" if "init" in input.keys() else ""
+
+
+def joint_features(wildcards):
+    s = label_graph.joint_settings(PARAMS, wildcards.method)
+    return f"results/features/{wildcards.dataset}/{s['features']}/{wildcards.split}.parquet"
+
+
+def label_metrics_files():
+    """The label-graph metrics (results/metrics/<dataset>/<experiment>/label_graph.json) of every label-only and
+    joint experiment."""
+    return [f"results/metrics/{d}/{e}/label_graph.json" for d in LABEL_DATASETS for e in LABEL_EXPERIMENTS + JOINT]
+
+
 def get_final_outputs():
     return (
         logits_files()
         + metrics_files()
+        + label_metrics_files()
         + table_outputs()
         + expand("results/figures/operating_curves_{dataset}.png", dataset=CURVED_DATASETS)
         + expand("results/figures/{dataset}_samples.png", dataset=DATASETS)

@@ -1,6 +1,7 @@
 rule tables:
     input:
         metrics_files(),
+        label_metrics_files(),
     output:
         table_outputs(),
     params:

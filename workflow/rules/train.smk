@@ -1,4 +1,6 @@
 rule train:
+    wildcard_constraints:
+        method=IMAGE_PATTERN,  # a joint label embedding trains in workflow/rules/label_graph.smk
     input:
         manifest="data/shards/{dataset}/manifest.json",
         taxonomy="data/shards/{dataset}/taxonomy.parquet",
@@ -26,6 +28,8 @@ rule train:
 
 
 rule logits:
+    wildcard_constraints:
+        method=IMAGE_PATTERN,
     input:
         model=model_file,  # trained on this dataset, or on the experiment's `trained_on`
         manifest="data/shards/{dataset}/manifest.json",

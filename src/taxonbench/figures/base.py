@@ -13,6 +13,14 @@ Two kinds (:data:`KINDS`):
   ``results/models/D/<experiment>/train_log.csv``. Drawn by
   :func:`taxonbench.plots.training_curves.draw_training_curves`.
 
+* ``label_embedding``: the points of a label-only embedding in 2-D, tree edges
+  and entailment regions drawn (thesis Figs. 6.1, 6.2, 6.4); reads
+  ``results/label_embeddings/D/<experiment>/embedding.pt`` and the dataset's taxonomy.
+* ``joint_embedding``: the labels of a joint image + label embedding with its
+  images of the eval split (Fig. 6.5); reads ``results/models/D/<experiment>/model.pt``
+  and the encoder features it embeds, ``results/features/D/<features>/<eval split>.parquet``.
+  Both drawn by :mod:`taxonbench.plots.embeddings`.
+
 Each figure writes ``results/figures/<id>.png`` and ``<id>.csv`` (the numbers drawn).
 This module is torch- and matplotlib-free: the Snakefile and the start-up checks import it.
 """
@@ -28,7 +36,7 @@ from taxonbench.errors import TaxonbenchError
 from taxonbench.params import train_settings
 from taxonbench.registries import FIGURES
 
-KINDS = ("label_f1", "training_curves")
+KINDS = ("label_f1", "training_curves", "label_embedding", "joint_embedding")
 
 
 @dataclass(frozen=True)
@@ -45,12 +53,15 @@ class FigureSpec:
     experiment: str
     inference: str | None = None
     compare: tuple[tuple[str, str], ...] = ()
+    features: str | None = None  # joint_embedding: the image experiment whose encoder features it embeds
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"figure {self.id!r}: kind {self.kind!r} is not one of {KINDS}")
         if (self.kind == "label_f1") != (self.inference is not None):
             raise ValueError(f"figure {self.id!r}: an inference goes with kind label_f1, and only with it")
+        if (self.kind == "joint_embedding") != (self.features is not None):
+            raise ValueError(f"figure {self.id!r}: features go with kind joint_embedding, and only with it")
 
     @property
     def experiments(self) -> list[str]:
@@ -72,6 +83,13 @@ def figure_inputs(spec: FigureSpec | str, dataset: str, eval_split: str, results
         return {"scores": [str(results / "scores" / dataset / spec.experiment / str(spec.inference)
                                / f"{eval_split}.parquet")],
                 "shards": [str(shards / "manifest.json")]}
+    if spec.kind == "label_embedding":
+        return {"embedding": [str(results / "label_embeddings" / dataset / spec.experiment / "embedding.pt")],
+                "taxonomy": [str(shards / "taxonomy.parquet")]}
+    if spec.kind == "joint_embedding":
+        return {"model": [str(results / "models" / dataset / spec.experiment / "model.pt")],
+                "features": [str(results / "features" / dataset / str(spec.features) / f"{eval_split}.parquet")],
+                "taxonomy": [str(shards / "taxonomy.parquet")]}
     return {"logs": [str(results / "models" / dataset / e / "train_log.csv") for e in spec.experiments]}
 
 
@@ -83,6 +101,9 @@ def check_figures(cfg: Mapping, pairs: Mapping[str, list[str]], dataset_methods)
         if figure_id not in FIGURES:
             raise TaxonbenchError(f"{where}: unknown figure; registered: {', '.join(FIGURES.names())}")
         spec, dataset = FIGURES.get(figure_id), block["dataset"]
+        if spec.kind in ("label_embedding", "joint_embedding"):
+            _check_embedding_figure(cfg, spec, dataset, where)
+            continue
         run = dataset_methods(cfg, dataset)
         for experiment in spec.experiments:
             if experiment not in run:
@@ -97,6 +118,25 @@ def check_figures(cfg: Mapping, pairs: Mapping[str, list[str]], dataset_methods)
                                   f"(experiments.inference gives {pairs.get(spec.experiment, [])})")
 
 
+def _check_embedding_figure(cfg: Mapping, spec: FigureSpec, dataset: str, where: str) -> None:
+    """A label-embedding figure: its dataset embeds labels, its experiment runs there, and a joint figure's images come from the features that experiment embeds."""
+    from taxonbench.label_graph.settings import (joint_experiments, joint_settings, label_datasets,
+                                                 label_experiments, label_settings)
+
+    if dataset not in label_datasets(cfg):
+        raise TaxonbenchError(f"{where}: {dataset!r} is not a label-embedding dataset (label_embeddings.datasets: "
+                              f"{label_datasets(cfg)})")
+    joint = spec.kind == "joint_embedding"
+    available = joint_experiments(cfg) if joint else label_experiments(cfg)
+    if spec.experiment not in available:
+        block = "label_embeddings.joint" if joint else "label_embeddings.experiments"
+        raise TaxonbenchError(f"{where}: the figure shows experiment {spec.experiment!r}, which is not under {block}")
+    settings = (joint_settings if joint else label_settings)(cfg, spec.experiment)
+    if joint and settings["features"] != spec.features:
+        raise TaxonbenchError(f"{where}: the figure draws the images of {spec.features!r}; "
+                              f"{spec.experiment!r} embeds those of {settings['features']!r}")
+
+
 def build_figure(spec: FigureSpec | str, dataset: str, eval_split: str, out: str | os.PathLike,
                  results: str | os.PathLike = "results", shards: str | os.PathLike | None = None) -> list[Path]:
     """Draw one figure into ``out`` (PNG) and ``out`` with suffix ``.csv``; the paths written."""
@@ -107,6 +147,14 @@ def build_figure(spec: FigureSpec | str, dataset: str, eval_split: str, out: str
         from taxonbench.plots.label_f1 import draw_label_f1
 
         return draw_label_f1(inputs["scores"][0], Path(inputs["shards"][0]).parent, out, title)
+    if spec.kind == "label_embedding":
+        from taxonbench.plots.embeddings import draw_label_embedding
+
+        return draw_label_embedding(inputs["embedding"][0], inputs["taxonomy"][0], out, title)
+    if spec.kind == "joint_embedding":
+        from taxonbench.plots.embeddings import draw_joint_embedding
+
+        return draw_joint_embedding(inputs["model"][0], inputs["features"][0], inputs["taxonomy"][0], out, title)
     from taxonbench.plots.training_curves import draw_training_curves
 
     labels = dict(spec.compare)
