@@ -221,11 +221,16 @@ def build_options(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T
     """The options dataclass ``cls`` built from a params block, after :func:`check_block`.
 
     Only the keys given are passed (the dataclass fills the rest), so values
-    keep the form the user wrote (an integer given for a float stays one).
+    keep the form the user wrote (an integer given for a float stays one). A
+    check across fields in the dataclass's ``__post_init__`` raises
+    ``TaxonbenchError("<key>: ...")``; it reaches the user as ``<where>.<key>: ...``.
     """
     given = dict(data or {})
     check_block(fields_of(cls), given, where)
-    return cls(**given)  # type: ignore[call-arg]
+    try:
+        return cls(**given)  # type: ignore[call-arg]
+    except TaxonbenchError as exc:
+        raise TaxonbenchError(f"{where}.{exc}") from None
 
 
 @dataclass(frozen=True)

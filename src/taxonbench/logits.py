@@ -79,5 +79,6 @@ def dump_logits(
     sidecar = {**model.sidecar(), "split": split, "dataset": meta["dataset"],
                "order": "leaf index 0..L-1" if model.output_kind == "leaf_logits" else "see kind"}
     if features:
-        sidecar |= {"kind": "embeddings", "dim": model.num_features, "of": "encoder features"}
+        sidecar |= {"kind": "embeddings", "dim": model.num_features, "of": "encoder features",
+                    "order": "feature index 0..F-1"}
     return write_matrix(out_path, "scores", batches(), sidecar)

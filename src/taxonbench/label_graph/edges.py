@@ -66,8 +66,7 @@ class EdgeOptions:
 
     def __post_init__(self) -> None:
         if self.negatives % 2:
-            raise TaxonbenchError(f"label_embeddings.edges.negatives: {self.negatives} is odd; "
-                                  "half corrupt the parent, half the child")
+            raise TaxonbenchError(f"negatives: {self.negatives} is odd; half corrupt the parent, half the child")
 
 
 def edge_options(block: dict | None) -> EdgeOptions:

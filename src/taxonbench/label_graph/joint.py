@@ -137,11 +137,17 @@ def train_joint(settings: dict, taxonomy_path, features: dict[str, str], out_dir
     if settings.get("init") is not None:
         if init_path is None:
             raise TaxonbenchError(f"{where}.init: {settings['init']!r} needs its embedding (--init)")
-        labels = model.from_points(load_points(init_path, tax, model, where))
+        points = load_points(init_path, tax, model, where)
+        if points.shape[1] != dim:
+            raise TaxonbenchError(f"{where}.init: {init_path} embeds in d={points.shape[1]}, not dim {dim}")
+        labels = model.from_points(points)
     else:
         labels = model.init(tax.n_nodes, dim, generator)
     _, train_leaf, train_x = read_features(features["train"])
     _, val_leaf, val_x = read_features(features["val"])
+    if val_x.shape[1] != train_x.shape[1]:
+        raise TaxonbenchError(f"{features['val']}: {val_x.shape[1]} features per image; the train split's "
+                              f"{features['train']} has {train_x.shape[1]}")
     net = JointEmbedding(model, labels, train_x.shape[1], dim, seed)
     label_opt = model.optimizer([net.labels], float(settings["lr"]))
     image_opt = torch.optim.Adam([net.W], lr=float(settings["image_lr"]))
@@ -209,6 +215,9 @@ def joint_logits(model_path, taxonomy_path, features_path, out_path) -> int:
     tax = Taxonomy.read(taxonomy_path)
     net = load_joint(model_path, tax)
     ids, leaf, x = read_features(features_path)
+    if x.shape[1] != net.W.shape[1]:
+        raise TaxonbenchError(f"{features_path}: {x.shape[1]} features per image; {model_path} embeds "
+                              f"{net.W.shape[1]} (features of another encoder?)")
     theta = -net.energies(torch.as_tensor(x))[:, 1:].numpy()
     sidecar = {"kind": JOINT_KIND, "dim": tax.n_nodes - 1, "method": f"joint:{net.model.name}",
                "split": read_sidecar(features_path).get("split"), "dataset": read_sidecar(features_path).get("dataset"),

@@ -103,7 +103,7 @@ def check_label_embeddings(cfg: dict, image_methods) -> None:
     joint experiments the image experiment giving features and the label-only experiment they start from.
     ``image_methods(cfg, dataset)``: the image experiments run on a dataset."""
     from taxonbench.declarations import label_model_declarations
-    from taxonbench.label_graph.edges import EdgeOptions
+    from taxonbench.label_graph.edges import edge_options
 
     b = block(cfg)
     if not b:
@@ -113,12 +113,11 @@ def check_label_embeddings(cfg: dict, image_methods) -> None:
         if dataset not in cfg["datasets"]:
             raise TaxonbenchError(f"label_embeddings.datasets[{k}]: {dataset!r} is not defined under 'datasets'"
                                   f"{_hint(dataset, list(cfg['datasets']))}")
-    check_block(_fields(EdgeOptions), b.get("edges", {}), "label_embeddings.edges")
+    edge_options(b.get("edges"))
     label_only = b.get("experiments", {})
     for key, cls in (("experiments", LabelOnlyOptions), ("joint", JointOptions)):
         for name, spec in b.get(key, {}).items():
             where = f"label_embeddings.{key}.{name}"
-            check_block(_fields(cls), spec, where)
             opts = build_options(cls, spec, where=where)
             if opts.model not in models:
                 raise TaxonbenchError(f"{where}.model: unknown label-embedding model {opts.model!r}"
@@ -148,12 +147,6 @@ def _check_joint(cfg, name, opts: JointOptions, label_only: dict, image_methods,
     if (source.model, source.dim) != (opts.model, opts.dim):
         raise TaxonbenchError(f"{where}.init: {opts.init!r} is a {source.model} embedding with d={source.dim}; "
                               f"{name!r} needs {opts.model} with d={opts.dim}")
-
-
-def _fields(cls):
-    from taxonbench.declare import fields_of
-
-    return fields_of(cls)
 
 
 __all__ = ["JOINT_KIND", "JointOptions", "LabelOnlyOptions", "check_label_embeddings", "joint_experiments",

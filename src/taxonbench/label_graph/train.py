@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from taxonbench.errors import TaxonbenchError
 from taxonbench.io import atomic_path, write_json_atomic, write_text_atomic
 from taxonbench.label_graph.edge_metrics import best_threshold, edge_scores
 from taxonbench.label_graph.edges import NegativeSampler, read_edge_dataset, reconstruction_pairs, taxonomy_digest
@@ -154,6 +155,11 @@ def train_label_embedding(settings: dict, taxonomy_path: str | os.PathLike, edge
     where = f"label_embeddings.experiments.{settings['experiment']}"
     model = build_label_model(settings["model"], settings["options"], where)
     torch.manual_seed(int(settings["seed"]))
+    for split in ("val", "test"):
+        if not data.positives(split)[0].size:
+            raise TaxonbenchError(f"{edges_dir}: no {split} edge to select or score a label-only embedding on "
+                                  f"({data.manifest.get('non_basic', 0)} non-basic edges: the taxonomy of "
+                                  f"{tax.source} has too few levels)")
     train = data.train(float(settings["non_basic_fraction"]))
     val = data.labelled("val")
     fits = [fit(model, tax, train, val, settings, float(a)) for a in (settings["alpha_grid"] or [settings["alpha"]])]
@@ -169,7 +175,6 @@ def train_label_embedding(settings: dict, taxonomy_path: str | os.PathLike, edge
 
 def load_points(path: str | os.PathLike, tax: Taxonomy, model: LabelModel, where: str) -> torch.Tensor:
     """An embedding written by :func:`save_points`, checked against the tree and the model (e.g. in the ball)."""
-    from taxonbench.errors import TaxonbenchError
     from taxonbench.io import load_weights_only
 
     state = load_weights_only(path, "label embedding")
