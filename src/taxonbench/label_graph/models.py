@@ -25,7 +25,9 @@ loss of the thesis's Eq. 2.3 (:func:`max_margin_loss`). Registered in
     ``E = max(0, Ξ − ψ)``. ``optimizer: rsgd`` keeps the points on the ball as
     geoopt ``ManifoldParameter``\\ s and steps with Riemannian SGD (Eq. 2.12-2.15:
     the Euclidean gradient rescaled by ``(1 − ‖u‖²)² / 4`` and applied through the
-    exponential map; geoopt's ``RiemannianSGD``); ``optimizer: adam`` keeps
+    exponential map: geoopt's ``RiemannianSGD`` on ``PoincareBallExact``, whose
+    retraction is the exact ``exp_u``; the plain ``PoincareBall`` retracts to first
+    order, ``projx(u + v)``); ``optimizer: adam`` keeps
     Euclidean (tangent-space) parameters ``t`` and maps them with ``exp₀(t)``
     (thesis §5.6 "Optimization details", the joint models), stepped by Adam.
 
@@ -159,7 +161,7 @@ class HyperbolicCones(LabelModel):
 
     def __init__(self, options=None, where="label model") -> None:
         super().__init__(options, where)
-        self.ball = geoopt.PoincareBall(c=1.0)
+        self.ball = geoopt.PoincareBallExact(c=1.0)
 
     @property
     def riemannian(self) -> bool:
