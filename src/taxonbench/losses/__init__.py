@@ -1,0 +1,1 @@
+"""Pure-torch loss functions (no registry wiring); method classes call them."""
