@@ -266,5 +266,5 @@ def load_params(*paths: str) -> dict:
 
 
 __all__ = ["all_methods", "check_declared", "dataset_methods", "experiment_matrix", "fitted_inference",
-           "image_methods", "is_joint", "load_params", "logit_splits", "method_inference", "output_kind", "produces", "registered_method",
-           "scored_splits", "trained_on", "validate"]
+           "image_methods", "is_joint", "load_params", "logit_splits", "method_inference", "output_kind",
+           "produces", "registered_method", "scored_splits", "trained_on", "validate"]
