@@ -11,7 +11,7 @@ Two measurements on the same embeddings, each in its own spawned process (so
 each peak resident set size, ``getrusage`` of that process, is its own; it
 includes the embeddings, generated before the clock starts):
 
-* ours: :func:`taxonbench.metrics.retrieval.retrieval_scores`, the top-k
+* ours: :func:`taxonbench.representation.retrieval.retrieval_scores`, the top-k
   curve to ``--k`` (100) and MAP@R, over all queries;
 * the baseline: ``AccuracyCalculator(include=("precision_at_1",
   "mean_average_precision_at_r"), k="max_bin_count")`` with
@@ -76,7 +76,7 @@ def _set_threads(n: int) -> None:
 
 def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     _set_threads(args.threads)
-    from taxonbench.metrics.retrieval import retrieval_scores
+    from taxonbench.representation.retrieval import retrieval_scores
 
     q, qy, g, gy = dataset(args)
     rss_data = peak_rss_gib()

@@ -11,8 +11,8 @@ from pytorch_metric_learning.utils.inference import CustomKNN
 from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
 
-from taxonbench.metrics.clustering import category_nmi, kmeans_labels, product_nmi
-from taxonbench.metrics.retrieval import nearest_neighbours, retrieval_scores
+from taxonbench.representation.clustering import category_nmi, kmeans_labels, product_nmi
+from taxonbench.representation.retrieval import nearest_neighbours, retrieval_scores
 
 
 # --------------------------------------------------------------------------- helpers
