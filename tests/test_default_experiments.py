@@ -12,13 +12,14 @@ from taxonbench.tables.dhall_thesis_embeddings import LABEL_GRAPH
 #: the inference of the HCCF paper's tables and of the thesis's set predictions (the default restricts to these)
 HCCF_INFERENCE = {"native", "bottom_up", "top_down", "advanced_top_down", "diffusion", "differentiable_diffusion"}
 THESIS_INFERENCE = {"pcdb", "ofadb", "level_argmax", "masked_top_down"}
+HIMULCON_INFERENCE = {"embedding", "linear_probe"}  # encoders: retrieval / clustering, and the linear probe
 def registered(cfg: dict, experiment: str) -> str:
     return cfg["methods"].get(experiment, {}).get("method", experiment)
 
 
 def applicable(cfg: dict, experiment: str) -> set[str]:
     kind = output_kind(cfg, experiment)
-    return {i for i in INFERENCE.names() if INFERENCE.get(i).applies_to(kind)} & (HCCF_INFERENCE | THESIS_INFERENCE)
+    return {i for i in INFERENCE.names() if INFERENCE.get(i).applies_to(kind)} & (HCCF_INFERENCE | THESIS_INFERENCE | HIMULCON_INFERENCE)
 
 
 def test_every_registered_method_is_trained():

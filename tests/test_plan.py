@@ -281,7 +281,7 @@ def test_the_snakefile_start_imports_no_torch(tmp_path):
 
 
 def test_logits_of_another_dataset_need_the_same_tree(tmp_path):
-    from taxonbench.logits import check_same_taxonomy
+    from taxonbench.logits import training_taxonomy
     from taxonbench.shards import TAXONOMY
     from taxonbench.taxonomy import Taxonomy
 
@@ -291,9 +291,13 @@ def test_logits_of_another_dataset_need_the_same_tree(tmp_path):
         (tmp_path / name).mkdir()
         tax.write(tmp_path / name / TAXONOMY)
     meta = {"dataset": "a"}
-    check_same_taxonomy(meta, "leaf_logits", tmp_path / "b", same, "m.pt")  # the same tree: fine
-    check_same_taxonomy(meta, "embeddings", tmp_path / "c", other, "m.pt")  # embeddings transfer anywhere
+    assert training_taxonomy(meta, "leaf_logits", tmp_path / "a", other, "m.pt") is other  # its own dataset
+    built = training_taxonomy(meta, "leaf_logits", tmp_path / "b", same, "m.pt")  # the same tree: fine
+    assert np.array_equal(built.parent, same.parent)
+    # embeddings transfer anywhere; the model is built on the training tree, not the evaluated one
+    built = training_taxonomy(meta, "embeddings", tmp_path / "c", other, "m.pt")
+    assert np.array_equal(built.parent, same.parent)
     with pytest.raises(TaxonbenchError, match="trained on dataset 'a', whose taxonomy differs from 'c'"):
-        check_same_taxonomy(meta, "leaf_logits", tmp_path / "c", other, "m.pt")
+        training_taxonomy(meta, "leaf_logits", tmp_path / "c", other, "m.pt")
     with pytest.raises(TaxonbenchError, match="taxonomy .* is missing"):
-        check_same_taxonomy({"dataset": "z"}, "leaf_logits", tmp_path / "b", same, "m.pt")
+        training_taxonomy({"dataset": "z"}, "leaf_logits", tmp_path / "b", same, "m.pt")

@@ -90,7 +90,8 @@ def cmd_logits(args) -> None:
 
     torch.set_num_threads(args.threads)
     n = dump_logits(args.model, args.shards, args.split, args.out, device=args.device,
-                    batch_size=args.batch_size, num_workers=args.workers, features=args.features)
+                    batch_size=args.batch_size, num_workers=args.workers, features=args.features,
+                    unseen_of=getattr(args, "unseen_of", None))
     print(f"wrote {n} rows to {args.out}")
 
 
@@ -131,7 +132,7 @@ def cmd_evaluate(args) -> None:
     from taxonbench.taxonomy import Taxonomy
 
     m = evaluate_scores(args.scores, Taxonomy.read(Path(args.shards) / TAXONOMY), args.out, args.curve,
-                        tune_path=args.tune_scores)
+                        tune_path=args.tune_scores, gallery_path=args.gallery_scores)
     print(" ".join(f"{k}={v:.4f}" for k, v in m.items() if isinstance(v, float)))
 
 
@@ -292,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="CPU threads")
     p.add_argument("--features", action="store_true",
                    help="the encoder's output (before the head), kind embeddings: the joint embeddings' input")
+    p.add_argument("--unseen-of", default=None,
+                   help="shards of a seen dataset this one must share no category with (datasets.<name>.unseen_of)")
     p.set_defaults(func=cmd_logits)
 
     p = sub.add_parser("infer", help="turn dumped logits into node scores")
@@ -319,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="metrics JSON")
     p.add_argument("--curve", default=None, help="operating-curve CSV")
     p.add_argument("--tune-scores", default=None, help="scores of the tune split, for families that tune on it")
+    p.add_argument("--gallery-scores", default=None,
+                   help="scores of the gallery split, for retrieval families (default: within --scores)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("tables", help="regenerate the paper tables as CSV + LaTeX + vs-paper")

@@ -42,21 +42,27 @@ def evaluate_scores(
     out_curve: str | os.PathLike | None = None,
     batch_rows: int = 4096,
     tune_path: str | os.PathLike | None = None,
+    gallery_path: str | os.PathLike | None = None,
 ) -> dict:
     """Compute every metric family that reads ``scores_path``'s kind; write the metrics JSON (and curve CSV).
 
-    ``tune_path``: the same kind of scores on the tune split (validation), for the families that tune on it.
+    ``tune_path``: the same kind of scores on the tune split (validation), for the families that tune on it;
+    ``gallery_path``: the retrieval gallery (the same file as ``scores_path``, or none: retrieval within the
+    evaluation split, each query left out of its own ranking).
     The JSON is flat ``metric -> value`` (null for NaN) plus ``"units": {metric: unit}`` (docs/metrics.md).
     """
     scores_path = Path(scores_path)
     kind, chunks = score_chunks(scores_path, taxonomy, batch_rows)
-    tune = None
-    if tune_path is not None:
-        tune_kind, tune = score_chunks(Path(tune_path), taxonomy, batch_rows)
-        if tune_kind != kind:
-            raise TaxonbenchError(f"{tune_path}: scores of kind {tune_kind!r}, but {scores_path} holds {kind!r}")
+    roles = {}
+    for role, path in (("tune", tune_path), ("gallery", gallery_path)):
+        if path is None or (role == "gallery" and Path(path).resolve() == scores_path.resolve()):
+            continue
+        role_kind, roles[role] = score_chunks(Path(path), taxonomy, batch_rows)
+        if role_kind != kind:
+            raise TaxonbenchError(f"{path}: scores of kind {role_kind!r}, but {scores_path} holds {kind!r}")
     families = families_reading(kind)
-    metrics, curve = evaluate(chunks, taxonomy, families, kind=kind, tune_chunks=tune)
+    metrics, curve = evaluate(chunks, taxonomy, families, kind=kind, tune_chunks=roles.get("tune"),
+                             gallery_chunks=roles.get("gallery"))
     clean: dict = {k: (float(v) if not (isinstance(v, float) and math.isnan(v)) else None) for k, v in metrics.items()}
     units = units_of(families)
     clean["units"] = {k: unit_of(k, units) for k in metrics if unit_of(k, units) is not None}

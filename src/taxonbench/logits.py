@@ -18,22 +18,42 @@ from taxonbench.devices import resolve_device
 from taxonbench.training import load_model
 
 
-def check_same_taxonomy(meta: dict, kind: str, shards_dir: Path, taxonomy: Taxonomy, model_path) -> None:
-    """A model trained on another dataset (cross-dataset evaluation) must have been trained on the same tree
-    (parents and names) unless its outputs are embeddings; the training dataset's taxonomy is read beside
-    ``shards_dir`` (``data/shards/<dataset>/``)."""
+def training_taxonomy(meta: dict, kind: str, shards_dir: Path, taxonomy: Taxonomy, model_path) -> Taxonomy:
+    """The taxonomy a model was built on: ``taxonomy`` (the evaluated dataset's) when trained on that dataset,
+    else (cross-dataset evaluation) the training dataset's, read beside ``shards_dir``
+    (``data/shards/<dataset>/``). Only outputs of kind ``embeddings`` transfer to another tree; any other
+    kind needs the same tree (parents and names)."""
     trained = meta.get("dataset")
-    if kind == "embeddings" or not trained or trained == shards_dir.name:
-        return
+    if not trained or trained == shards_dir.name:
+        return taxonomy
     path = shards_dir.parent / trained / TAXONOMY
     if not path.exists():
         raise TaxonbenchError(f"{model_path}: trained on dataset {trained!r}, whose taxonomy {path} is missing; "
-                              f"its outputs ({kind}) can be compared with {shards_dir.name!r} only on the same tree")
+                              f"prepare it (the model's heads are built on it)")
     source = Taxonomy.read(path)
-    if not (np.array_equal(source.parent, taxonomy.parent) and list(source.name) == list(taxonomy.name)):
+    same = np.array_equal(source.parent, taxonomy.parent) and list(source.name) == list(taxonomy.name)
+    if kind != "embeddings" and not same:
         raise TaxonbenchError(
             f"{model_path}: trained on dataset {trained!r}, whose taxonomy differs from {shards_dir.name!r}'s; "
-            f"outputs of kind {kind!r} are tied to the training taxonomy (only embeddings transfer to another tree)")
+            f"outputs of kind {kind!r} are tied to the training taxonomy (only embeddings transfer to another tree: "
+            f"a method of kind 'embeddings', or `logits --features`)")
+    return source
+
+
+def check_unseen(taxonomy: Taxonomy, dataset: str, seen_shards: Path) -> None:
+    """``datasets.<dataset>.unseen_of``: no top-rank taxon (category) of ``taxonomy`` may be one of the seen
+    dataset's (compared by name, as the seen / unseen parts of one tree name them)."""
+    path = seen_shards / TAXONOMY
+    if not path.exists():
+        raise TaxonbenchError(f"datasets.{dataset}.unseen_of: the seen dataset's taxonomy {path} is missing")
+    seen = Taxonomy.read(path)
+    top = {str(seen.name[v]) for v in seen.nodes_at_depth(1)}
+    shared = sorted(str(taxonomy.name[v]) for v in taxonomy.nodes_at_depth(1) if str(taxonomy.name[v]) in top)
+    if shared:
+        raise TaxonbenchError(
+            f"datasets.{dataset}.unseen_of: {dataset!r} shares {len(shared)} categor{'y' if len(shared) == 1 else 'ies'} "
+            f"with {seen_shards.name!r} ({', '.join(shared[:5])}{', ...' if len(shared) > 5 else ''}); an unseen split "
+            "must not overlap the seen one (check the two datasets' part / unseen_fraction / unseen_categories)")
 
 
 def dump_logits(
@@ -47,17 +67,26 @@ def dump_logits(
     num_workers: int = 0,
     cache_decoded_mb: int = 2048,
     features: bool = False,
+    unseen_of: str | os.PathLike | None = None,
 ) -> int:
     """Run the model over ``split`` in shard order; write ``id, leaf, scores`` + the JSON sidecar.
 
     ``features``: the encoder's output instead (the backbone before any head), of kind ``embeddings``:
-    the frozen image features of the thesis's joint embeddings (§5.6, Eq. 5.2)."""
+    the frozen image features of the thesis's joint embeddings (§5.6, Eq. 5.2). ``unseen_of``: the shards
+    directory of the seen dataset this one must share no category with (:func:`check_unseen`)."""
     shards_dir = Path(shards_dir)
     manifest = read_manifest(shards_dir)
     taxonomy = Taxonomy.read(shards_dir / TAXONOMY)
+    if unseen_of is not None:
+        check_unseen(taxonomy, shards_dir.name, Path(unseen_of))
     dev = resolve_device(device)
-    model, preprocess, meta = load_model(model_path, taxonomy, dev)
-    check_same_taxonomy(meta, "embeddings" if features else model.output_kind, shards_dir, taxonomy, model_path)
+    from taxonbench.methods import METHODS
+
+    def taxonomy_of(meta: dict) -> Taxonomy:
+        kind = "embeddings" if features else METHODS.get(meta["method"]).output_kind
+        return training_taxonomy(meta, kind, shards_dir, taxonomy, model_path)
+
+    model, preprocess, meta = load_model(model_path, taxonomy, dev, taxonomy_of)
     forward = model.backbone if features else model
     if split not in manifest["splits"]:
         raise TaxonbenchError(f"{shards_dir}: no split {split!r}; the manifest lists {', '.join(manifest['splits'])}")

@@ -15,7 +15,8 @@ The matrix is derived from the declarations (:mod:`taxonbench.declarations`):
   ``applicable``) and per-experiment lists (exactly those, each must apply);
 * **metric families per inference**: those that read the kind the inference
   produces; their split roles (``eval`` → ``experiments.eval_split``, ``tune``
-  → ``experiments.tune_split``) decide which splits are scored;
+  → ``experiments.tune_split``, ``gallery`` → ``experiments.gallery_split``)
+  decide which splits are scored;
 * **logits splits per experiment** (:func:`logit_splits`): ``experiments.logit_splits``,
   the splits its inference is scored on, and the ``fit_split`` of every fitted
   inference;
@@ -97,6 +98,11 @@ def registered_method(cfg: dict, experiment: str) -> str:
     return cfg.get("methods", {}).get(experiment, {}).get("method", experiment)
 
 
+def unseen_of(cfg: dict, dataset: str) -> str | None:
+    """The dataset whose categories ``dataset`` must not share (``datasets.<name>.unseen_of``), if any."""
+    return cfg["datasets"][dataset].get("unseen_of")
+
+
 def trained_on(cfg: dict, dataset: str, experiment: str) -> str:
     """The dataset whose model an experiment evaluated on ``dataset`` uses."""
     return cfg.get("methods", {}).get(experiment, {}).get("trained_on") or dataset
@@ -173,12 +179,13 @@ def produces(inference: str) -> str:
 
 def scored_splits(cfg: dict, inference: str) -> dict[str, str]:
     """Split role -> split for the metric families that read what ``inference`` produces."""
-    roles = {"eval": cfg["experiments"]["eval_split"], "tune": cfg["experiments"]["tune_split"]}
+    ex = cfg["experiments"]
+    roles = {"eval": ex["eval_split"], "tune": ex["tune_split"], "gallery": ex.get("gallery_split") or ex["eval_split"]}
     kind = produces(inference)
     needed = {role for d in family_declarations().values() if d.reads == kind for role in d.splits}
     if not needed:
         raise TaxonbenchError(f"inference {inference!r} produces {kind!r} scores, which no metric family reads")
-    return {role: roles[role] for role in ("tune", "eval") if role in needed}
+    return {role: roles[role] for role in ("tune", "gallery", "eval") if role in needed}
 
 
 def logit_splits(cfg: dict, experiment: str, pairs: dict[str, list[str]] | None = None) -> list[str]:
@@ -222,6 +229,11 @@ def check_declared(cfg: dict) -> None:
             check_train_override(block["train"], f"{where}.train")
             _check_sampler(deep_merge(cfg["train"], block["train"]).get("sampler", {}), f"{where}.train.sampler")
     _check_sampler(cfg["train"].get("sampler", {}), "train.sampler")
+    for name, block in cfg["datasets"].items():
+        seen = block.get("unseen_of")
+        if seen is not None and (seen not in cfg["datasets"] or seen == name):
+            raise TaxonbenchError(f"datasets.{name}.unseen_of: {seen!r} is not another dataset under 'datasets'"
+                                  f"{_hint(str(seen), [d for d in cfg['datasets'] if d != name])}")
     declared = inference_declarations()
     for name, options in cfg.get("inference_options", {}).items():
         if name not in declared:
@@ -267,4 +279,4 @@ def load_params(*paths: str) -> dict:
 
 __all__ = ["all_methods", "check_declared", "dataset_methods", "experiment_matrix", "fitted_inference",
            "image_methods", "is_joint", "load_params", "logit_splits", "method_inference", "output_kind",
-           "produces", "registered_method", "scored_splits", "trained_on", "validate"]
+           "produces", "registered_method", "scored_splits", "trained_on", "unseen_of", "validate"]

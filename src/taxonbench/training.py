@@ -372,10 +372,14 @@ def _save(run: _Run, parts: _Parts, log_rows: list[dict], ranks: DataParallel) -
     return model_path
 
 
-def load_model(model_path: str | os.PathLike, taxonomy: Taxonomy, device: torch.device) -> tuple[Method, Preprocess, dict]:
-    """Rebuild a trained method from ``model.pt`` (weights-only load)."""
+def load_model(model_path: str | os.PathLike, taxonomy: Taxonomy, device: torch.device,
+               taxonomy_of=None) -> tuple[Method, Preprocess, dict]:
+    """Rebuild a trained method from ``model.pt`` (weights-only load). ``taxonomy_of(meta)``, when given,
+    returns the taxonomy to build it on (a model trained on another dataset: its training taxonomy)."""
     saved = load_weights_only(model_path, "model")
     meta = saved["meta"]
+    if taxonomy_of is not None:
+        taxonomy = taxonomy_of(meta)
     if meta["n_leaves"] != taxonomy.n_leaves or meta["n_nodes"] != taxonomy.n_nodes:
         raise TaxonbenchError(
             f"{model_path}: trained on a taxonomy of {meta['n_nodes']} nodes / {meta['n_leaves']} leaves, "

@@ -75,6 +75,15 @@ def model_file(wildcards):
     return f"results/models/{plan.trained_on(PARAMS, wildcards.dataset, wildcards.method)}/{wildcards.method}/model.pt"
 
 
+def unseen_of_input(wildcards):
+    seen = plan.unseen_of(PARAMS, wildcards.dataset)
+    return {"seen_taxonomy": f"data/shards/{seen}/taxonomy.parquet"} if seen else {}
+
+
+def unseen_of_argument(wildcards, input):
+    return f"--unseen-of {Path(input.seen_taxonomy).parent}" if "seen_taxonomy" in input.keys() else ""
+
+
 def downloads(dataset):
     """True for a real dataset whose options ask for its upstream files to be fetched (`download: true`);
     never for the synthetic default, whose adapter has no such option."""
@@ -165,7 +174,7 @@ def fit_logits(wildcards):
 
 
 def evaluate_inputs(wildcards):
-    """The scores of every split role the metric families of this inference's output read (eval; tune)."""
+    """The scores of every split role the metric families of this inference's output read (eval; tune; gallery)."""
     base = f"results/scores/{wildcards.dataset}/{wildcards.method}/{wildcards.inference}"
     inputs = {"taxonomy": f"data/shards/{wildcards.dataset}/taxonomy.parquet"}
     for role, split in SCORED[wildcards.inference].items():
@@ -173,8 +182,9 @@ def evaluate_inputs(wildcards):
     return inputs
 
 
-def tune_argument(wildcards, input):
-    return f"--tune-scores {input.tune}" if "tune" in input.keys() else ""
+def role_arguments(wildcards, input):
+    """``--tune-scores`` / ``--gallery-scores`` for the split roles (besides eval) the families read."""
+    return " ".join(f"--{role}-scores {input[role]}" for role in ("tune", "gallery") if role in input.keys())
 
 
 def fitted_state(wildcards):

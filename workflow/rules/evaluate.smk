@@ -9,7 +9,7 @@ rule evaluate:
         curve="results/curves/{dataset}/{method}/{inference}.csv",
     params:
         shards=shards_dir,
-        tune=tune_argument,
+        roles=role_arguments,
     log:
         "logs/evaluate/{dataset}/{method}/{inference}.log",
     conda:
@@ -19,7 +19,7 @@ rule evaluate:
         mem_mb=8000,  # operating curve over every test sample and node (README: < 1 GB at iNat21 scale)
         cpus_per_task=1,
     shell:
-        "taxonbench evaluate --scores {input.eval} {params.tune} --shards {params.shards}"
+        "taxonbench evaluate --scores {input.eval} {params.roles} --shards {params.shards}"
         " --out {output.metrics} --curve {output.curve} > {log} 2>&1"
 
 
@@ -33,7 +33,7 @@ rule evaluate_without_curve:
         metrics="results/metrics/{dataset}/{method}/{inference}.json",
     params:
         shards=shards_dir,
-        tune=tune_argument,
+        roles=role_arguments,
     log:
         "logs/evaluate/{dataset}/{method}/{inference}.log",
     conda:
@@ -43,5 +43,5 @@ rule evaluate_without_curve:
         mem_mb=8000,
         cpus_per_task=1,
     shell:
-        "taxonbench evaluate --scores {input.eval} {params.tune} --shards {params.shards}"
+        "taxonbench evaluate --scores {input.eval} {params.roles} --shards {params.shards}"
         " --out {output.metrics} > {log} 2>&1"

@@ -31,6 +31,7 @@ rule logits:
     wildcard_constraints:
         method=IMAGE_PATTERN,
     input:
+        unpack(unseen_of_input),  # datasets.<name>.unseen_of: the seen dataset's taxonomy, checked against
         model=model_file,  # trained on this dataset, or on the experiment's `trained_on`
         manifest="data/shards/{dataset}/manifest.json",
     output:
@@ -39,6 +40,7 @@ rule logits:
     params:
         shards=shards_dir,
         batch_size=eval_batch_size,
+        unseen_of=unseen_of_argument,
     log:
         "logs/logits/{dataset}/{method}/{split}.log",
     conda:
@@ -51,4 +53,4 @@ rule logits:
         gpu=logits_gpu,
     shell:
         "taxonbench logits --model {input.model} --shards {params.shards} --split {wildcards.split}"
-        " --batch-size {params.batch_size} --threads {threads} --out {output.scores} > {log} 2>&1"
+        " --batch-size {params.batch_size} --threads {threads} {params.unseen_of} --out {output.scores} > {log} 2>&1"

@@ -20,6 +20,15 @@ variants for the same seed and tree options.
 
 Everything is a deterministic function of ``(seed, options)``: the tree, the
 names, the codes and, per split, every image (the same PNG bytes on every run).
+
+**Seen / unseen parts** (the HiMulCon paper's §4.5 protocol). ``part: seen`` or
+``part: unseen`` keeps one part of the tree: ``floor(unseen_fraction · n)`` of
+the ``n`` top-rank taxa (the "categories"), drawn by a generator seeded with
+``(seed, crc32("synthetic-unseen"))``, are unseen, the others seen; the part's
+dataset holds their subtrees only, with the names and appearance codes they have
+in the whole tree. Two datasets with the same seed and tree options and the two
+parts are thus disjoint halves of one taxonomy (an encoder trained on the seen
+part meets new categories in the unseen one).
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from taxonbench.shards import encode_png
 from taxonbench.taxonomy import RANKS_7, Taxonomy
 
 VARIANTS = ("balanced", "long_tailed")
+PARTS = ("all", "seen", "unseen")
 SPLITS = ("train", "val", "test")
 
 DEFAULT_BRANCHING: dict[str, list[int]] = {
@@ -85,6 +95,8 @@ class SyntheticOptions:
     background_gradient: float = 0.15  # max strength of a random linear brightness ramp on the background
     color_jitter: float = 0.06  # std of per-image brightness gain and per-channel colour offset
     noise: float = 0.04  # std of per-pixel Gaussian noise (intensities in [0, 1])
+    part: str = "all"  # "all", or the "seen" / "unseen" top-rank taxa only (module docstring)
+    unseen_fraction: float = 0.5  # the share of top-rank taxa that are unseen
 
 
 def _check_options(opts: SyntheticOptions, where: str) -> SyntheticOptions:
@@ -129,6 +141,10 @@ def _check_options(opts: SyntheticOptions, where: str) -> SyntheticOptions:
                 "background_gradient", "color_jitter", "noise"):
         if getattr(opts, key) < 0:
             fail(key, f"expected >= 0, got {getattr(opts, key)}")
+    if opts.part not in PARTS:
+        fail("part", f"expected one of {', '.join(PARTS)}, got {opts.part!r}")
+    if not 0 < opts.unseen_fraction < 1:
+        fail("unseen_fraction", f"expected a number in (0, 1), got {opts.unseen_fraction!r}")
     if not 0 < opts.code_decay <= 1:
         fail("code_decay", f"expected 0 < code_decay <= 1, got {opts.code_decay}")
     sr = opts.scale_range
@@ -275,6 +291,35 @@ class SyntheticTaxonomy(DatasetAdapter):
     # ------------------------------------------------------------ the tree
     @cached_property
     def _tree(self) -> tuple[np.ndarray, np.ndarray]:
+        """(parent, depth) of the dataset's tree: the whole tree, or its seen / unseen part; BFS order."""
+        parent, depth = self._full_tree
+        kept = self._kept
+        new_index = np.full(len(parent), -1, dtype=np.int64)
+        new_index[kept] = np.arange(len(kept))
+        return np.where(parent[kept] >= 0, new_index[np.maximum(parent[kept], 0)], -1), depth[kept]
+
+    @cached_property
+    def _kept(self) -> np.ndarray:
+        """Indices, in the whole tree, of the nodes of this part (all of them for ``part: all``)."""
+        parent, depth = self._full_tree
+        if self.options.part == "all":
+            return np.arange(len(parent))
+        top = np.flatnonzero(depth == 1)
+        n_unseen = int(np.floor(self.options.unseen_fraction * len(top) + 1e-9))
+        if not 0 < n_unseen < len(top):
+            raise TaxonbenchError(
+                f"datasets.{self.name}.options.unseen_fraction: {self.options.unseen_fraction} of the {len(top)} "
+                f"top-rank taxa gives {n_unseen} unseen; both parts need at least one")
+        unseen = _rng(self.seed, "synthetic-unseen").choice(top, size=n_unseen, replace=False)
+        chosen = set(unseen.tolist()) if self.options.part == "unseen" else set(top.tolist()) - set(unseen.tolist())
+        below = np.zeros(len(parent), dtype=bool)
+        below[0] = True
+        for v in range(1, len(parent)):  # BFS order: a parent comes before its children
+            below[v] = v in chosen if depth[v] == 1 else below[parent[v]]
+        return np.flatnonzero(below)
+
+    @cached_property
+    def _full_tree(self) -> tuple[np.ndarray, np.ndarray]:
         """(parent, depth) of a tree with a leaf count inside ``options.leaves``; nodes in BFS order."""
         lo, hi = self.options.leaves
         for attempt in range(10_000):
@@ -303,19 +348,21 @@ class SyntheticTaxonomy(DatasetAdapter):
     def taxonomy(self) -> Taxonomy:
         parent, depth = self._tree
         ranks = ["root"] + [self.options.ranks[d - 1] for d in depth[1:]]
-        return Taxonomy.from_parents(parent, name=_names(ranks, self.seed), rank=ranks,
+        full_depth = self._full_tree[1]
+        names = _names(["root"] + [self.options.ranks[d - 1] for d in full_depth[1:]], self.seed)
+        return Taxonomy.from_parents(parent, name=[names[v] for v in self._kept], rank=ranks,
                                      fixed_ranks=True, source=f"synthetic dataset {self.name!r}")
 
     @cached_property
     def codes(self) -> np.ndarray:
-        """Appearance code of every node, ``(n_nodes, CODE_DIM)``; root = 0."""
-        parent, depth = self._tree
+        """Appearance code of every node, ``(n_nodes, CODE_DIM)``; root = 0 (a part keeps its whole-tree codes)."""
+        parent, depth = self._full_tree
         steps = _rng(self.seed, "codes").standard_normal((len(parent), CODE_DIM))
         sigma = self.options.code_sigma * self.options.code_decay ** np.maximum(depth - 1, 0)
         codes = np.zeros((len(parent), CODE_DIM))
         for v in range(1, len(parent)):  # BFS order: a parent comes before its children
             codes[v] = codes[parent[v]] + sigma[v] * steps[v]
-        return codes
+        return codes[self._kept]
 
     @cached_property
     def leaf_nodes(self) -> np.ndarray:

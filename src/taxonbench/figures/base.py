@@ -20,6 +20,10 @@ Two kinds (:data:`KINDS`):
   images of the eval split (Fig. 6.5); reads ``results/models/D/<experiment>/model.pt``
   and the encoder features it embeds, ``results/features/D/<features>/<eval split>.parquet``.
   Both drawn by :mod:`taxonbench.plots.embeddings`.
+* ``retrieval_curve``: top-k retrieval accuracy against k (metrics ``retrieval_top_<k>``) of several
+  experiments under one inference (HiMulCon paper Figs. 3-4); reads
+  ``results/metrics/D/<experiment>/<inference>.json``. Drawn by
+  :func:`taxonbench.plots.retrieval.draw_retrieval_curves`.
 
 Each figure writes ``results/figures/<id>.png`` and ``<id>.csv`` (the numbers drawn).
 This module is torch- and matplotlib-free: the Snakefile and the start-up checks import it.
@@ -36,7 +40,9 @@ from taxonbench.errors import TaxonbenchError
 from taxonbench.params import train_settings
 from taxonbench.registries import FIGURES
 
-KINDS = ("label_f1", "training_curves", "label_embedding", "joint_embedding")
+KINDS = ("label_f1", "training_curves", "label_embedding", "joint_embedding", "retrieval_curve")
+#: kinds that show one inference's outputs (``FigureSpec.inference`` required)
+WITH_INFERENCE = ("label_f1", "retrieval_curve")
 
 
 @dataclass(frozen=True)
@@ -58,8 +64,8 @@ class FigureSpec:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"figure {self.id!r}: kind {self.kind!r} is not one of {KINDS}")
-        if (self.kind == "label_f1") != (self.inference is not None):
-            raise ValueError(f"figure {self.id!r}: an inference goes with kind label_f1, and only with it")
+        if (self.kind in WITH_INFERENCE) != (self.inference is not None):
+            raise ValueError(f"figure {self.id!r}: an inference goes with kinds {WITH_INFERENCE}, and only with them")
         if (self.kind == "joint_embedding") != (self.features is not None):
             raise ValueError(f"figure {self.id!r}: features go with kind joint_embedding, and only with it")
 
@@ -90,6 +96,8 @@ def figure_inputs(spec: FigureSpec | str, dataset: str, eval_split: str, results
         return {"model": [str(results / "models" / dataset / spec.experiment / "model.pt")],
                 "features": [str(results / "features" / dataset / str(spec.features) / f"{eval_split}.parquet")],
                 "taxonomy": [str(shards / "taxonomy.parquet")]}
+    if spec.kind == "retrieval_curve":
+        return {"metrics": [str(results / "metrics" / dataset / e / f"{spec.inference}.json") for e in spec.experiments]}
     return {"logs": [str(results / "models" / dataset / e / "train_log.csv") for e in spec.experiments]}
 
 
@@ -113,9 +121,11 @@ def check_figures(cfg: Mapping, pairs: Mapping[str, list[str]], dataset_methods)
                 if not train_settings(cfg, dataset, experiment)["train"].get("curve_splits"):
                     raise TaxonbenchError(f"{where}: experiment {experiment!r} logs no per-epoch scores; set "
                                           f"methods.{experiment}.train.curve_splits (e.g. [train, val, test])")
-        if spec.inference is not None and spec.inference not in pairs.get(spec.experiment, []):
-            raise TaxonbenchError(f"{where}: inference {spec.inference!r} is not run on {spec.experiment!r} "
-                                  f"(experiments.inference gives {pairs.get(spec.experiment, [])})")
+        shown = spec.experiments if spec.kind == "retrieval_curve" else [spec.experiment]
+        for experiment in shown if spec.inference is not None else ():
+            if spec.inference not in pairs.get(experiment, []):
+                raise TaxonbenchError(f"{where}: inference {spec.inference!r} is not run on {experiment!r} "
+                                      f"(experiments.inference gives {pairs.get(experiment, [])})")
 
 
 def _check_embedding_figure(cfg: Mapping, spec: FigureSpec, dataset: str, where: str) -> None:
@@ -155,9 +165,14 @@ def build_figure(spec: FigureSpec | str, dataset: str, eval_split: str, out: str
         from taxonbench.plots.embeddings import draw_joint_embedding
 
         return draw_joint_embedding(inputs["model"][0], inputs["features"][0], inputs["taxonomy"][0], out, title)
+    labels = dict(spec.compare)
+    if spec.kind == "retrieval_curve":
+        from taxonbench.plots.retrieval import draw_retrieval_curves
+
+        return draw_retrieval_curves({labels.get(e, e): m for e, m in zip(spec.experiments, inputs["metrics"])},
+                                     out, title)
     from taxonbench.plots.training_curves import draw_training_curves
 
-    labels = dict(spec.compare)
     runs = {e: (labels.get(e, e), log) for e, log in zip(spec.experiments, inputs["logs"])}
     return draw_training_curves(runs, spec.experiment, out, title)
 

@@ -11,17 +11,19 @@ A family is a class registered in :data:`METRIC_FAMILIES` that declares
 * ``reads`` -- the score kind it evaluates (``node_prob``, ``node_set`` or
   ``embeddings``, :mod:`taxonbench.score_kinds`); the evaluate step computes
   every family that reads the kind an inference produces;
-* ``splits`` -- the split roles it reads: ``("eval",)``, or ``("tune", "eval")``
+* ``splits`` -- the split roles it reads: ``("eval",)``; ``("tune", "eval")``
   for values tuned on a validation split (``experiments.tune_split``) and
-  scored on the evaluation split;
+  scored on the evaluation split; ``("gallery", "eval")`` for retrieval of the
+  evaluation split's queries in a gallery (``experiments.gallery_split``);
 * ``units`` -- metric name -> unit (``fraction`` in [0, 1], ``percent``,
   ``count``, ``real``), written beside the values in the metrics JSON;
 
 and implements
 
 * ``__init__(self, taxonomy)``,
-* ``update_tune(self, scores, gt_leaf)`` -- (tuning families only) one block of
-  the tune split, all of it before the first ``update``,
+* ``update_<role>(self, scores, gt_leaf)`` -- for every role but ``eval``
+  (``update_tune``, ``update_gallery``): one block of that role's split, all of
+  it before the first ``update``,
 * ``update(self, scores, gt_leaf)`` -- one validated block of rows
   (``scores`` ``(b, dim)`` finite floats, ``gt_leaf`` ``(b,)`` int64 in range),
 * ``result(self) -> (metrics: dict[str, float], curve: dict[str, np.ndarray])``.
@@ -49,6 +51,8 @@ from taxonbench.taxonomy import Taxonomy
 #: (``rows x n_nodes``), which bounds every family's temporaries (~32 MB of
 #: float32) whatever chunk size the caller uses.
 BLOCK_ELEMENTS = 1 << 23
+#: split roles a family may do without (it then uses the evaluation split itself)
+OPTIONAL_ROLES = ("gallery",)
 
 
 class MetricFamily(Protocol):
@@ -184,6 +188,7 @@ def evaluate(
     *,
     kind: str = "node_prob",
     tune_chunks: Iterable[tuple[Any, Any]] | None = None,
+    gallery_chunks: Iterable[tuple[Any, Any]] | None = None,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Compute metric families over ``(scores, gt_leaf)`` chunks in one streaming pass.
 
@@ -191,7 +196,9 @@ def evaluate(
     float32 in the pipeline), or ``(batch, dim)`` embeddings; ``gt_leaf``:
     ``(batch,)`` leaf indices ``0..L-1``. ``families`` names registered
     families (default: every family that reads ``kind``); ``tune_chunks`` is
-    the tune split, read first by the families that tune on it. Returns the
+    the tune split, read first by the families that tune on it; ``gallery_chunks``
+    the gallery of retrieval families (``None``: they retrieve within the
+    evaluation split, each query left out of its own ranking). Returns the
     merged metrics (plus ``n_samples``; units: :func:`units_of`) and the merged
     curves (for the operating curve: ``threshold``, ``info_recall``,
     ``info_precision``, ``correct``). Bad input raises :class:`TaxonbenchError`.
@@ -209,14 +216,19 @@ def evaluate(
         if reads != kind:
             raise TaxonbenchError(f"metric family {name!r} reads {reads!r} scores, not {kind!r}")
     instances = [METRIC_FAMILIES.get(name)(taxonomy) for name in names]
-    tuning = [f for name, f in zip(names, instances) if "tune" in METRIC_FAMILIES.get(name).splits]
-    if tuning:
-        if tune_chunks is None:
-            needing = [name for name in names if "tune" in METRIC_FAMILIES.get(name).splits]
-            raise TaxonbenchError(f"metric family {needing[0]!r} tunes on a validation split: its scores are needed "
-                                  "(evaluate --tune-scores)")
-        if _stream(tune_chunks, taxonomy, kind, [f.update_tune for f in tuning], "tune split") == 0:
-            raise TaxonbenchError("no samples to tune on: the tune split is empty")
+    role_chunks = {"tune": tune_chunks, "gallery": gallery_chunks}
+    for role, given in role_chunks.items():
+        readers = [(name, f) for name, f in zip(names, instances) if role in METRIC_FAMILIES.get(name).splits]
+        if not readers:
+            continue
+        if given is None:
+            if role in OPTIONAL_ROLES:  # e.g. no gallery: each family falls back to its own rule
+                continue
+            raise TaxonbenchError(f"metric family {readers[0][0]!r} tunes on a validation split: its scores are "
+                                  "needed (evaluate --tune-scores)")
+        if _stream(given, taxonomy, kind, [getattr(f, f"update_{role}") for _, f in readers], f"{role} split") == 0:
+            raise TaxonbenchError("no samples to tune on: the tune split is empty" if role == "tune"
+                                  else f"no samples in the {role} split")
     n_samples = _stream(chunks, taxonomy, kind, [f.update for f in instances], "evaluation split")
     if n_samples == 0:
         raise TaxonbenchError("no samples to evaluate: every chunk was empty")
