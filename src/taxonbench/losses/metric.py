@@ -45,10 +45,10 @@ def triplet_margin_loss(embeddings: Tensor, labels: Tensor, margin: float = 0.05
     if not bool(positive.any()) or not bool(negative.any()):
         raise ContrastiveInputError("triplet loss: the batch has no positive pair or no negative "
                                     "(it needs two rows of one label and one of another)")
-    # (a, p, q): d(a, p) - d(a, q) + m on the valid triplets only
-    terms = (dist[:, :, None] - dist[:, None, :] + margin).clamp_min(0)
-    valid = positive[:, :, None] & negative[:, None, :]
-    terms = terms[valid]
+    # (a, p, q): d(a, p) - d(a, q) + m, one row per positive pair (a, p): |P| x B values, not B^3
+    anchor, pos = positive.nonzero(as_tuple=True)
+    terms = (dist[anchor, pos][:, None] - dist[anchor] + margin).clamp_min(0)
+    terms = terms[negative[anchor]]
     nonzero = terms > 0
     if not bool(nonzero.any()):
         return terms.sum() * 0.0
