@@ -43,6 +43,16 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def write_torch_atomic(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically (a killed job leaves no half-written file); the path."""
+    import torch
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return path
+
+
 def load_weights_only(path: str | os.PathLike, what: str, missing_hint: str = "") -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU, with errors naming the file.
 

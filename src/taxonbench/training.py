@@ -45,7 +45,7 @@ from taxonbench.devices import resolve_device
 from taxonbench.distributed import DataParallel
 from taxonbench.errors import TaxonbenchError
 from taxonbench.finetune import freeze_backbone
-from taxonbench.io import atomic_path, load_weights_only, write_text_atomic
+from taxonbench.io import load_weights_only, write_text_atomic, write_torch_atomic
 from taxonbench.methods import METHODS, Method
 from taxonbench.models.backbones import Preprocess, build_backbone
 from taxonbench.samplers import Sampler, make_sampler
@@ -124,11 +124,6 @@ def _accuracy(model: Method, batches, batch_size: int, amp: bool, ranks: DataPar
     return correct / max(1, total)
 
 
-def _save_torch_atomic(obj: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
 @dataclass
 class _Run:
     """The resolved settings of one training (:func:`_resolve`)."""
@@ -204,7 +199,7 @@ def _train(settings: dict, shards_dir: Path, out_dir: Path, progress: bool, rank
         if ranks.is_main:
             print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in log_rows[-1].items()),
                   flush=True)
-            _save_torch_atomic({"digest": run.digest(), "epoch": epoch, **parts.state(), "log": log_rows},
+            write_torch_atomic({"digest": run.digest(), "epoch": epoch, **parts.state(), "log": log_rows},
                                run.checkpoint)
     return _save(run, parts, log_rows, ranks)
 
@@ -366,7 +361,7 @@ def _save(run: _Run, parts: _Parts, log_rows: list[dict], ranks: DataParallel) -
         writer.writeheader()
         writer.writerows(log_rows)
         write_text_atomic(run.out_dir / TRAIN_LOG, buf.getvalue())
-        _save_torch_atomic({"state_dict": {k: v.cpu() for k, v in parts.model.state_dict().items()},
+        write_torch_atomic({"state_dict": {k: v.cpu() for k, v in parts.model.state_dict().items()},
                             "meta": parts.meta}, model_path)
         run.checkpoint.unlink(missing_ok=True)
     return model_path

@@ -19,6 +19,25 @@ def tree_digest(taxonomy: Taxonomy) -> str:
     return hashlib.sha256(np.ascontiguousarray(taxonomy.parent, dtype="<i4").tobytes()).hexdigest()[:16]
 
 
+def state_option(name: str, fit_split: str, options: dict | None) -> Path:
+    """The option ``state`` of a fitted inference: the file ``fit-inference`` wrote; a clear error without it."""
+    path = (options or {}).get("state")
+    if not path:
+        raise TaxonbenchError(f"{name} is fitted on {fit_split}: option 'state' (the file written by fit-inference) "
+                              "is required")
+    return Path(path)
+
+
+def check_leaves(leaf: np.ndarray, taxonomy: Taxonomy, path: str | os.PathLike) -> None:
+    """Every entry of ``leaf`` a leaf index ``0..L-1``; the first one that is not, named with its row."""
+    bad = np.flatnonzero((leaf < 0) | (leaf >= taxonomy.n_leaves))
+    if len(bad):
+        raise TaxonbenchError(
+            f"{path}: leaf {int(leaf[bad[0]])} (row {int(bad[0])}) is not a leaf index of the taxonomy "
+            f"(0..{taxonomy.n_leaves - 1})"
+        )
+
+
 # ---------------------------------------------------------------------- training data
 def read_training_scores(taxonomy: Taxonomy, logits_path: str | os.PathLike, max_samples: int | None = None,
                          seed: int = 0, what: str = "the fitted inference") -> tuple[np.ndarray, np.ndarray, dict]:
@@ -47,10 +66,5 @@ def read_training_scores(taxonomy: Taxonomy, logits_path: str | os.PathLike, max
     leaf = np.concatenate(leaf_parts) if leaf_parts else np.zeros(0, np.int64)
     if len(leaf) == 0:
         raise TaxonbenchError(f"{logits_path}: no rows to fit {what} on")
-    bad = np.flatnonzero((leaf < 0) | (leaf >= taxonomy.n_leaves))
-    if len(bad):
-        raise TaxonbenchError(
-            f"{logits_path}: leaf {int(leaf[bad[0]])} (row {int(bad[0])}) is not a leaf index of the taxonomy "
-            f"(0..{taxonomy.n_leaves - 1})"
-        )
+    check_leaves(leaf, taxonomy, logits_path)
     return f0, leaf.astype(np.int64), sidecar

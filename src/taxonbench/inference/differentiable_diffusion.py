@@ -81,8 +81,8 @@ from taxonbench.errors import TaxonbenchError
 from taxonbench.registries import INFERENCE
 from taxonbench.inference.base import Inference
 from taxonbench.inference.diffusion import DEFAULT_ALPHA
-from taxonbench.io import atomic_path, load_weights_only
-from taxonbench.inference._fitting import read_training_scores, tree_digest
+from taxonbench.io import load_weights_only, write_torch_atomic
+from taxonbench.inference._fitting import read_training_scores, state_option, tree_digest
 from taxonbench.score_kinds import node_scores
 from taxonbench.taxonomy import Taxonomy
 
@@ -137,8 +137,6 @@ class DifferentiableDiffusion(Inference):
         if taxonomy.max_depth == 0:
             raise TaxonbenchError(f"{NAME}: the taxonomy is a single node; there is nothing to diffuse")
         f0, leaf, sidecar = read_training_scores(taxonomy, logits_path, opts["max_samples"], seed, NAME)
-        import torch
-
         from taxonbench.inference._learned_maps import train_map
 
         model, record = train_map(taxonomy, f0, leaf, opts, seed)
@@ -157,17 +155,12 @@ class DifferentiableDiffusion(Inference):
         state = {"format": FORMAT,
                  "parameters": model.export(),
                  "meta": meta}
-        out_path = Path(out_path)
-        with atomic_path(out_path) as tmp:
-            torch.save(state, tmp)
-        return out_path
+        return write_torch_atomic(state, out_path)
 
     def __init__(self, taxonomy: Taxonomy, options: dict | None = None) -> None:
         super().__init__(taxonomy, options)
         options = dict(options or {})
-        if not options.get("state"):
-            raise TaxonbenchError(f"{NAME} is fitted: option 'state' (the file written by fit) is required")
-        path = Path(options["state"])
+        path = state_option(NAME, self.fit_split, options)
         resolve_options(options)  # typos and bad values, before reading anything
         self.state_path = path
         self.meta, parameters = load_state(path, taxonomy)

@@ -32,9 +32,9 @@ import numpy as np
 
 from taxonbench.declare import param
 from taxonbench.errors import TaxonbenchError
-from taxonbench.inference._fitting import tree_digest
+from taxonbench.inference._fitting import check_leaves, state_option, tree_digest
 from taxonbench.inference.base import Inference
-from taxonbench.io import atomic_path, load_weights_only
+from taxonbench.io import load_weights_only, write_torch_atomic
 from taxonbench.matrix_io import iter_matrix, read_sidecar
 from taxonbench.registries import INFERENCE
 from taxonbench.taxonomy import Taxonomy
@@ -93,10 +93,7 @@ class LinearProbe(Inference):
 
         opts = cls.parse_options(options, ignore=("state",))
         x, leaf, sidecar = read_embeddings(logits_path)
-        bad = np.flatnonzero((leaf < 0) | (leaf >= taxonomy.n_leaves))
-        if len(bad):
-            raise TaxonbenchError(f"{logits_path}: leaf {int(leaf[bad[0]])} (row {int(bad[0])}) is not a leaf "
-                                  f"index of the taxonomy (0..{taxonomy.n_leaves - 1})")
+        check_leaves(leaf, taxonomy, logits_path)
         mean = x.mean(0) if opts.standardize else np.zeros(x.shape[1], np.float32)
         std = x.std(0) if opts.standardize else np.ones(x.shape[1], np.float32)
         std = np.where(std > 0, std, 1.0).astype(np.float32)
@@ -128,17 +125,12 @@ class LinearProbe(Inference):
                  "meta": {"inference": NAME, "options": asdict(opts), "seed": int(seed), "dim": int(x.shape[1]),
                           "n_nodes": taxonomy.n_nodes, "tree_digest": tree_digest(taxonomy),
                           "method": sidecar.get("method"), "logits": str(logits_path)}}
-        out_path = Path(out_path)
-        with atomic_path(out_path) as tmp:
-            torch.save(state, tmp)
-        return out_path
+        return write_torch_atomic(state, out_path)
 
     def __init__(self, taxonomy: Taxonomy, options: dict | None = None) -> None:
         super().__init__(taxonomy, options)
         self.parse_options(options, ignore=("state",))
-        path = (options or {}).get("state")
-        if not path:
-            raise TaxonbenchError(f"{NAME} is fitted: option 'state' (the file written by fit-inference) is required")
+        path = state_option(NAME, self.fit_split, options)
         state = load_weights_only(path, f"{NAME} state", " (write it with fit-inference)")
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise TaxonbenchError(f"{path}: not a {NAME} state (expected format {FORMAT!r})")
@@ -146,7 +138,7 @@ class LinearProbe(Inference):
         if meta["n_nodes"] != taxonomy.n_nodes or meta["tree_digest"] != tree_digest(taxonomy):
             raise TaxonbenchError(f"{path}: the {NAME} was fitted on another taxonomy ({meta['n_nodes']} nodes); "
                                   f"this one has {taxonomy.n_nodes}")
-        self.state_path, self.dim = Path(path), int(meta["dim"])
+        self.state_path, self.dim = path, int(meta["dim"])
         self.mean, self.std = state["mean"].numpy(), state["std"].numpy()
         self.heads = {d: (h["weight"].double().numpy(), h["bias"].double().numpy()) for d, h in state["heads"].items()}
 

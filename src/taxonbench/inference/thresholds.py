@@ -27,7 +27,7 @@ from typing import ClassVar
 import numpy as np
 
 from taxonbench.errors import TaxonbenchError
-from taxonbench.inference._fitting import read_training_scores, tree_digest
+from taxonbench.inference._fitting import read_training_scores, state_option, tree_digest
 from taxonbench.inference.base import Inference
 from taxonbench.io import write_text_atomic
 from taxonbench.registries import INFERENCE
@@ -84,9 +84,7 @@ class Thresholds(Inference):
     def __init__(self, taxonomy: Taxonomy, options: dict | None = None) -> None:
         super().__init__(taxonomy, options)
         self.parse_options(options, ignore=("state",))
-        path = (options or {}).get("state")
-        if not path:
-            raise TaxonbenchError(f"{self.name} is fitted on val: option 'state' (the file written by fit) is required")
+        path = state_option(self.name, self.fit_split, options)
         try:
             state = json.loads(Path(path).read_text())
             theta = np.asarray(state["thresholds"], dtype=np.float64)
