@@ -176,7 +176,7 @@ def test_sources_table_is_consistent():
     assert sorted(k for k, s in SOURCES.items() if s.checksum is None) == [
         "crypticbio/CrypticBio-Common.csv", "crypticbio/CrypticBio-CommonUnseen.csv",
         "crypticbio/CrypticBio-Endangered.csv", "crypticbio/CrypticBio-Invasive.csv",
-        "ethec/ETHEC_dataset_v0.2.zip", "inat2018/categories.json.tar.gz",
+        "ethec/ETHEC_dataset_v0.2.zip", "inat2017/train_val2017.zip", "inat2018/categories.json.tar.gz",
         "modelnet40/shaded_images.tar.gz", "rare_species/metadata.csv"]
     # plain http only where the authors serve it so: Fashion-MNIST (its published MD5 is checked all the
     # same) and the MVCNN renders (no checksum: fetched only with allow_unverified)

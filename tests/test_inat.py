@@ -254,7 +254,7 @@ def test_annotation_with_unknown_category_is_named(inat21):
 
 
 @pytest.mark.parametrize("options,pattern", [
-    ({"version": "2019"}, r"options\.version: expected one of 2018, 2021, 2021_mini"),
+    ({"version": "2019"}, r"options\.version: expected one of 2017, 2018, 2021, 2021_mini"),
     ({"image_sise": 32}, r"options\.image_sise: unknown key \(did you mean 'image_size'\?\)"),
     ({"download": "yes"}, r"options\.download: must be true or false"),
     ({"image_size": 4}, r"options\.image_size: expected at least 8"),
@@ -304,6 +304,57 @@ def test_inat2018_uses_categories_json_and_the_shared_image_folder(tmp_path):
         make(root, version="2018").taxonomy()
     with pytest.raises(TaxonbenchError, match=r"publish no checksum for .*categories\.json\.tar\.gz"):
         make(root, version="2018", download=True).taxonomy()
+
+
+# ------------------------------------------------------------------ 2017
+def write_inat2017(root: Path, n_val: int = 10) -> None:
+    """``train2017.json`` / ``val2017.json`` (categories: id, name, supercategory) and their images
+    under ``train_val_images/<supercategory>/<name>/``, ``n_val`` validation images per species."""
+    cats = [{"id": cid, "name": f"{g} {e}", "supercategory": cl} for cid, k, p, cl, o, f, g, e in CATS]
+    next_id = 0
+    for split, per_cat in (("train2017", 2), ("val2017", n_val)):
+        images, annotations = [], []
+        for c in cats:
+            for _ in range(per_cat):
+                file_name = f"train_val_images/{c['supercategory']}/{c['name']}/{next_id:06d}.jpg"
+                write_jpeg(root / file_name, COLOURS[c["id"]])
+                images.append({"id": next_id, "width": 40, "height": 30, "file_name": file_name, "license": 1,
+                               "rights_holder": "someone"})
+                annotations.append({"id": next_id, "image_id": next_id, "category_id": c["id"]})
+                next_id += 1
+        (root / f"{split}.json").write_text(json.dumps(coco(images, annotations, cats, year=2017)))
+
+
+def test_inat2017_two_levels_and_a_fifth_of_val_as_query(tmp_path):
+    from taxonbench.datasets.inat import RANKS_2017
+
+    root = tmp_path / "inat2017"
+    write_inat2017(root)
+    adapter = make(root, version="2017")
+    tax = adapter.taxonomy()
+    assert tax.rank_names == list(RANKS_2017) and tax.n_leaves == 6
+    assert [str(tax.name[v]) for v in tax.nodes_at_depth(1)] == ["Aves", "Insecta", "Magnoliopsida"]
+    # the species keep their binomial (no genus rank); leaf i = the i-th category id
+    assert [str(tax.name[v]) for v in tax.leaf_nodes] == [
+        f"{c[6]} {c[7]}" for c in sorted(CATS)]
+    manifest = prepare_dataset(adapter, tmp_path / "shards", rows_per_shard=100)
+    counts = {s: manifest["splits"][s]["rows"] for s in ("train", "val", "test")}
+    assert counts == {"train": 12, "val": 48, "test": 12}  # query = 2 of each species' 10 val images
+    test = split_table(tmp_path / "shards", "test")
+    assert np.bincount(test["leaf"]).tolist() == [2] * 6
+    assert all(rid.startswith("val2017-") for rid in test["id"])
+    assert not set(test["id"]) & set(split_table(tmp_path / "shards", "val")["id"])
+
+
+def test_fractional_test_share_is_drawn_per_species():
+    from taxonbench.datasets.inat import Record, split_val_test
+
+    records = [Record(i, i, f"val/{i}.jpg", i % 40) for i in range(40 * 7)]  # 7 images in each of 40 species
+    val, test = split_val_test(records, seed=3, test_fraction=0.2)  # 1.4 per species: 1 or 2
+    per_species = np.bincount([r.category_id for r in test], minlength=40)
+    assert set(per_species.tolist()) == {1, 2}
+    assert len(val) + len(test) == 280
+    assert split_val_test(records, seed=3, test_fraction=0.2) == (val, test)
 
 
 # ----------------------------------------------------- iNat21 rank counts

@@ -133,6 +133,33 @@ def test_two_views_are_independent_augmentations_of_the_same_rows(toy_shards):
     assert xl.shape == (8, 2, 3, 16, 16) and not torch.equal(xl[:, 0], xl[:, 1]) and len(yl) == 8
 
 
+SUPCON_AUGMENT = {"random_crop_padding": 2, "hflip": True, "resized_crop_scale": [0.2, 1.0],
+                  "color_jitter": [0.4, 0.4, 0.4, 0.1], "color_jitter_p": 0.8, "grayscale_p": 0.2}
+
+
+def test_supcon_augmentations_are_torchvisions_and_take_the_loader_path(toy_shards):
+    from torchvision import transforms as T
+
+    from taxonbench.batches import image_transform, make_batches
+
+    steps = image_transform(Preprocess(), 16, SUPCON_AUGMENT).transforms
+    assert [type(t) for t in steps] == [T.RandomResizedCrop, T.RandomHorizontalFlip, T.RandomApply,
+                                        T.RandomGrayscale, T.PILToTensor]  # the resized crop replaces the padded one
+    assert steps[0].scale == (0.2, 1.0) and steps[2].p == 0.8 and steps[3].p == 0.2
+    assert isinstance(steps[2].transforms[0], T.ColorJitter) and steps[2].transforms[0].hue == (-0.1, 0.1)
+    small = {"random_crop_padding": 2, "hflip": True, "resized_crop_scale": None, "color_jitter": None,
+             "grayscale_p": 0.0}
+    kind = lambda augment: type(make_batches(toy_shards, "train", Preprocess(), 16, augment, CPU, 0,  # noqa: E731
+                                             cache_decoded_mb=100, n_rows=48, views=2)).__name__
+    assert kind(small) == "DecodedBatches" and kind(SUPCON_AUGMENT) == "LoaderBatches"
+    shuffle = make_sampler({"name": "shuffle"}, TOY, 8)
+    batches = make_batches(toy_shards, "train", Preprocess(), 16, SUPCON_AUGMENT, CPU, 0, 100, 48, views=2)
+    (x, _), = [next(iter(batches.epoch(8, shuffle, epoch_generator(0, 0))))]
+    (again, _), = [next(iter(batches.epoch(8, shuffle, epoch_generator(0, 0))))]
+    assert x.shape == (8, 2, 3, 16, 16) and not torch.equal(x[:, 0], x[:, 1])
+    torch.testing.assert_close(x, again, rtol=0, atol=0)  # seeded per image: the same epoch twice
+
+
 def test_grayscale_is_torchvisions_luma():
     from torchvision.transforms.functional import rgb_to_grayscale
 

@@ -7,8 +7,11 @@ Two interchangeable sources, chosen by :func:`make_batches`:
   crop, horizontal flip) and normalisation run on whole batches. This is the
   fast path for the embedded default (32-px images) on CPU.
 - :class:`LoaderBatches` — a torch ``DataLoader`` over :class:`ShardDataset`
-  with torchvision transforms and worker processes, for paper-scale data or
-  when images must be resized for the backbone.
+  with torchvision transforms and worker processes, for paper-scale data,
+  when images must be resized for the backbone, or for the SupCon / MoCo
+  augmentations (``RandomResizedCrop``, ``ColorJitter`` applied with
+  probability ``color_jitter_p``, ``RandomGrayscale``; the HiMulCon paper
+  §4.2, "the same as [13, 18]").
 
 Both draw the data order and the augmentation of epoch ``e`` from a generator
 seeded with ``(seed, e)``, so a resumed run replays an uninterrupted one.
@@ -82,16 +85,34 @@ def image_transform(preprocess: Preprocess, image_size: int, augment: dict | Non
     from torchvision import transforms as T
 
     size = preprocess.image_size or image_size
+    augment = augment or None
     steps: list = []
-    if size != image_size:
+    resized_crop = augment is not None and augment.get("resized_crop_scale")
+    if resized_crop:  # crop an area share in [lo, hi] with aspect ratio in [3/4, 4/3], scaled to size
+        steps.append(T.RandomResizedCrop(size, scale=tuple(resized_crop), antialias=True))
+    elif size != image_size:
         steps.append(T.Resize(size))
     if augment is not None:
-        if augment.get("random_crop_padding", 0):
+        if not resized_crop and augment.get("random_crop_padding", 0):
             steps.append(T.RandomCrop(size, padding=augment["random_crop_padding"], padding_mode="reflect"))
         if augment.get("hflip"):
             steps.append(T.RandomHorizontalFlip())
+        if augment.get("color_jitter"):
+            steps.append(T.RandomApply([T.ColorJitter(*augment["color_jitter"])], p=augment.get("color_jitter_p", 0.8)))
+        if augment.get("grayscale_p", 0):
+            steps.append(T.RandomGrayscale(p=augment["grayscale_p"]))
     steps.append(T.PILToTensor())
     return T.Compose(steps)
+
+
+PER_IMAGE_AUGMENTATIONS = ("resized_crop_scale", "color_jitter", "grayscale_p")
+"""``train.augment`` keys that only the per-image torchvision path (:class:`LoaderBatches`) applies."""
+
+
+def needs_per_image_transforms(augment: dict | None) -> bool:
+    """True when ``augment`` asks for the SupCon / MoCo augmentations (random resized crop, colour jitter,
+    random grayscale), which :class:`DecodedBatches` does not vectorise."""
+    return bool(augment) and any(augment.get(key) for key in PER_IMAGE_AUGMENTATIONS)
 
 
 class ImageViews:
@@ -328,9 +349,10 @@ class LoaderBatches:
 def make_batches(shards_dir: str | os.PathLike, split: str, preprocess: Preprocess, image_size: int,
                  augment: dict | None, device: torch.device, num_workers: int, cache_decoded_mb: int,
                  n_rows: int, views: int = 1, rows: np.ndarray | None = None) -> DecodedBatches | LoaderBatches:
-    """The decoded in-memory source when the split (or its ``rows``) fits in ``cache_decoded_mb`` and needs
-    no resize."""
+    """The decoded in-memory source when the split (or its ``rows``) fits in ``cache_decoded_mb``, needs
+    no resize and no per-image augmentation (:func:`needs_per_image_transforms`)."""
     decoded_mb = (n_rows if rows is None else len(rows)) * 3 * image_size * image_size / 2**20
-    if (preprocess.image_size in (None, image_size)) and decoded_mb <= cache_decoded_mb:
+    if (preprocess.image_size in (None, image_size)) and decoded_mb <= cache_decoded_mb \
+            and not needs_per_image_transforms(augment):
         return DecodedBatches(Path(shards_dir), split, preprocess, augment, device, views, rows)
     return LoaderBatches(Path(shards_dir), split, preprocess, image_size, augment, device, num_workers, views, rows)

@@ -77,6 +77,13 @@ class Source:
 _S3 = "https://ml-inat-competition-datasets.s3.amazonaws.com"
 
 SOURCES: dict[str, Source] = {
+    # iNaturalist 2017: the links and the images' MD5 sum of https://github.com/visipedia/inat_comp
+    # (README, 2017 "Data"); the annotations zip has no published checksum.
+    "inat2017/train_val_images.tar.gz": Source(
+        "https://storage.googleapis.com/us_inat_data/train_val/train_val_images.tar.gz",
+        "7c784ea5e424efaec655bd392f87301f", "train_val_images.tar.gz", "md5"),
+    "inat2017/train_val2017.zip": Source(
+        "https://storage.googleapis.com/us_inat_data/train_val/train_val2017.zip", None, "train_val2017.zip", "md5"),
     # iNaturalist 2018: MD5 sums from https://github.com/visipedia/inat_comp/blob/master/2018/README.md#data
     "inat2018/train_val2018.tar.gz": Source(
         f"{_S3}/2018/train_val2018.tar.gz", "b1c6952ce38f31868cc50ea72d066cc3", "train_val2018.tar.gz", "md5"),

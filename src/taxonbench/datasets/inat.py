@@ -1,7 +1,7 @@
-"""The iNaturalist 2018 and 2021 datasets, read from the upstream competition files.
+"""The iNaturalist 2017, 2018 and 2021 datasets, read from the upstream competition files.
 
-Source format (https://github.com/visipedia/inat_comp, 2018/ and 2021/
-READMEs, *Annotation Format*): COCO-style JSON files
+Source format (https://github.com/visipedia/inat_comp, the 2017 README and
+the 2018/ and 2021/ READMEs, *Annotation Format*): COCO-style JSON files
 ``{"images": [{"id", "file_name", ...}], "annotations": [{"id", "image_id",
 "category_id"}], "categories": [...], ...}``; ``file_name`` is relative to the
 dataset root.
@@ -9,6 +9,7 @@ dataset root.
 =============  ======================================  ==============================================
 ``version``    annotation files under ``root``         image folders under ``root``
 =============  ======================================  ==============================================
+``2017``       ``train2017.json``, ``val2017.json``    ``train_val_images/<super category>/<name>/*.jpg``
 ``2018``       ``train2018.json``, ``val2018.json``,   ``train_val2018/<super category>/<id>/*.jpg``
                ``categories.json``
 ``2021``       ``train.json``, ``val.json``            ``train/<NNNNN_Kingdom_..._epithet>/*.jpg``,
@@ -16,13 +17,18 @@ dataset root.
 ``2021_mini``  ``train_mini.json``, ``val.json``       ``train_mini/...``, ``val/...``
 =============  ======================================  ==============================================
 
-iNat2018's own files carry obfuscated taxon names; the real ones are in
+iNat2017's categories carry only ``supercategory`` (13 of them) and ``name``
+(the species' binomial, kept whole: there is no genus rank to hold the
+genus), so its tree has the two ranks of :data:`RANKS_2017`, as the
+HiMulCon paper uses it (§4.1: "579K train, 2 levels"). iNat2018's own files
+carry obfuscated taxon names; the real ones are in
 ``categories.json`` (released after the competition), whose entries carry
 ``kingdom, phylum, class, order, family, genus`` and ``name`` (the species'
 binomial). iNat2021's ``categories`` entries carry the same six ranks plus
 ``specific_epithet`` (and ``name``, the binomial).
 
-**Taxonomy.** A root and the seven ranks of :data:`RANKS_7`. A taxon is
+**Taxonomy.** A root and the seven ranks of :data:`RANKS_7` (iNat2017: the
+two of :data:`RANKS_2017`). A taxon is
 identified by its whole path from the kingdom down, so two taxa with the same
 name under different parents (e.g. the plant genus *Morus* and the bird genus
 *Morus*) are different nodes. Nodes are numbered rank by rank, each rank in
@@ -36,14 +42,19 @@ lacking one of the rank fields is an error naming the file, the category id
 and the field. For the full iNat2021 category list (10,000 species) the node
 counts per rank must be 3 / 13 / 51 / 273 / 1103 / 4900 / 10000.
 
-**Splits.** ``train`` is the official training file (``train2018``, ``train``
-or ``train_mini``). iNaturalist publishes no test labels, so the official
-validation file is split in two: ``test`` is a seeded half of it and ``val``
-the other half, stratified by species: each species' validation images (in
-image-id order) are shuffled with a generator seeded by the dataset ``seed``,
-``floor(n/2)`` of them go to ``test`` and the rest to ``val``, except that for
-an odd ``n`` a seeded coin gives the spare image to ``test`` or ``val``. The
-split is a deterministic function of ``(seed, val file)``.
+**Splits.** ``train`` is the official training file (``train2017``,
+``train2018``, ``train`` or ``train_mini``). iNaturalist publishes no test
+labels, so the official validation file is split in two: ``test`` takes a
+fraction ``f`` of it and ``val`` the rest, stratified by species: each
+species' ``n`` validation images (in image-id order) are shuffled with a
+generator seeded by the dataset ``seed``, ``floor(f n)`` of them go to
+``test`` and the rest to ``val``, except that a seeded draw ``u ~ U[0, 1)``
+gives one more to ``test`` when ``u < f n - floor(f n)``. ``f = 1/2`` for 2018
+and 2021 (a seeded coin for an odd ``n``); for 2017 ``f = 0.2``: ``test`` is
+the HiMulCon paper's retrieval *query* set ("20 % of the validation set")
+and ``val`` its *gallery* (the rest), so a HiMulCon config sets
+``eval_split: test`` and ``gallery_split: val``. The split is a
+deterministic function of ``(seed, val file)``.
 
 **Images.** The stored form of :mod:`taxonbench.datasets.images`: RGB, the
 central square scaled to ``image_size`` (the same picture as scaling the short
@@ -57,9 +68,10 @@ and the annotation id; an undecodable one stops the run the same way, or with
 into ``root`` with :func:`taxonbench.download.fetch` (verified against the
 published MD5 sums) and extracted there with
 :func:`taxonbench.download.extract`; files already in place are left alone.
-iNat2018's ``categories.json.tar.gz`` has no published checksum and is
-therefore not fetched unless ``allow_unverified: true``: otherwise place
-``categories.json`` in ``root`` yourself. With
+iNat2018's ``categories.json.tar.gz`` and iNat2017's ``train_val2017.zip``
+(the two annotation files) have no published checksum and are therefore not
+fetched unless ``allow_unverified: true``: otherwise place ``categories.json``
+(``train2017.json`` and ``val2017.json``) in ``root`` yourself. With
 ``download: false`` (the default) a missing file is an error saying which
 files to place where.
 """
@@ -84,6 +96,8 @@ from taxonbench.errors import TaxonbenchError
 from taxonbench.taxonomy import RANKS_7, Taxonomy
 
 SPLITS = ("train", "val", "test")
+RANKS_2017 = ("supercategory", "species")
+"""The two ranks of iNat2017's categories (``supercategory``, then the species ``name``)."""
 INAT21_RANK_COUNTS = (3, 13, 51, 273, 1103, 4900, 10000)
 """Nodes per rank (kingdom ... species) of the full iNat2021 category list."""
 
@@ -98,9 +112,19 @@ class Layout:
     species_field: str  # the category field naming the species
     image_dirs: tuple[str, ...]  # top-level image folders
     archives: tuple[tuple[str, str], ...]  # (download.SOURCES key, what it extracts to under root)
+    ranks: tuple[str, ...] = RANKS_7  # the tree's ranks; all but the last are category fields
+    test_fraction: float = 0.5  # the share of each species' validation images that goes to test
 
 
 VERSIONS: dict[str, Layout] = {
+    "2017": Layout(
+        train="train2017.json", val="val2017.json", categories=None, species_field="name",
+        image_dirs=("train_val_images",),
+        archives=(("inat2017/train_val2017.zip", "train2017.json"),
+                  ("inat2017/train_val2017.zip", "val2017.json"),
+                  ("inat2017/train_val_images.tar.gz", "train_val_images")),
+        ranks=RANKS_2017, test_fraction=0.2,
+    ),
     "2018": Layout(
         train="train2018.json", val="val2018.json", categories="categories.json", species_field="name",
         image_dirs=("train_val2018",),
@@ -157,11 +181,14 @@ def _field(path: Path, obj: Any, key: str, kind: type, what: str) -> Any:
     return value
 
 
-def parse_categories(path: Path, categories: Any, species_field: str) -> list[tuple[int, tuple[str, ...]]]:
-    """``(category id, (kingdom, ..., genus, species name))`` sorted by id.
+def parse_categories(path: Path, categories: Any, species_field: str,
+                     ranks: tuple[str, ...] = RANKS_7) -> list[tuple[int, tuple[str, ...]]]:
+    """``(category id, (name per rank, ..., species name))`` sorted by id.
 
-    The species name is the epithet (see the module docstring). A missing or
-    empty rank field names the file, the category id and the field.
+    Every rank but the last is read from the category field of that name, the
+    species from ``species_field``. The species name is the epithet where the
+    tree has a genus rank (see the module docstring). A missing or empty rank
+    field names the file, the category id and the field.
     """
     if not isinstance(categories, list):
         raise TaxonbenchError(f"{path}: expected a list of categories")
@@ -169,12 +196,12 @@ def parse_categories(path: Path, categories: Any, species_field: str) -> list[tu
     for k, cat in enumerate(categories):
         cid = _field(path, cat, "id", int, f"category #{k}")
         names = []
-        for field in (*RANKS_7[:-1], species_field):
+        for field in (*ranks[:-1], species_field):
             value = cat.get(field)
             if not isinstance(value, str) or not value.strip():
                 raise TaxonbenchError(f"{path}: category {cid}: missing field {field!r}")
             names.append(value.strip())
-        if species_field == "name":  # iNat2018: the binomial; keep the epithet
+        if species_field == "name" and "genus" in ranks:  # iNat2018: the binomial; keep the epithet
             genus, binomial = names[-2], names[-1]
             if binomial.startswith(genus + " ") and binomial[len(genus) + 1:].strip():
                 names[-1] = binomial[len(genus) + 1:].strip()
@@ -204,8 +231,10 @@ def parse_records(path: Path, data: Any, category_ids: set[int]) -> list[Record]
     return sorted(records, key=lambda r: (r.image_id, r.annotation_id))
 
 
-def split_val_test(records: list[Record], seed: int) -> tuple[list[Record], list[Record]]:
-    """Stratified seeded halves of the official validation records: ``(val, test)``."""
+def split_val_test(records: list[Record], seed: int, test_fraction: float = 0.5) -> tuple[list[Record], list[Record]]:
+    """The official validation records split per species into ``(val, test)``, ``test`` taking
+    ``floor(f n)`` of a species' ``n`` images plus one more with probability ``f n - floor(f n)``
+    (``f = test_fraction``; seeded, see the module docstring)."""
     words = [seed, zlib.crc32(b"inat-val-test")]
     rng = np.random.default_rng(np.random.SeedSequence(words))
     by_category: dict[int, list[Record]] = {}
@@ -215,7 +244,8 @@ def split_val_test(records: list[Record], seed: int) -> tuple[list[Record], list
     for cid in sorted(by_category):
         group = by_category[cid]
         order = rng.permutation(len(group))
-        n_test = len(group) // 2 + (len(group) % 2 if rng.random() < 0.5 else 0)
+        share = test_fraction * len(group)
+        n_test = int(np.floor(share)) + (1 if rng.random() < share - np.floor(share) else 0)
         test += [group[i] for i in order[:n_test]]
         val += [group[i] for i in order[n_test:]]
     key = lambda r: (r.image_id, r.annotation_id)  # noqa: E731
@@ -228,12 +258,12 @@ class InatOptions(FileOptions):
     """The ``datasets.<name>.options`` block of a ``source: inat`` dataset."""
 
     root: str = "data/raw/inat"
-    version: str = "2021_mini"  # "2018", "2021" or "2021_mini"
+    version: str = "2021_mini"  # "2017", "2018", "2021" or "2021_mini"
 
 
 @DATASETS.register("inat")
 class INaturalist(FileDatasetAdapter):
-    """iNaturalist 2018 / 2021 / 2021-mini (see the module docstring)."""
+    """iNaturalist 2017 / 2018 / 2021 / 2021-mini (see the module docstring)."""
 
     Options = InatOptions
     label = "iNaturalist"
@@ -264,12 +294,12 @@ class INaturalist(FileDatasetAdapter):
         else:
             cat_path = train_path
             cat_data = _field(train_path, train, "categories", list, "top level")
-        categories = parse_categories(cat_path, cat_data, lay.species_field)
+        categories = parse_categories(cat_path, cat_data, lay.species_field, lay.ranks)
         ids = {cid for cid, _ in categories}
         train_records = parse_records(train_path, train, ids)
         del train
         val_records = parse_records(val_path, _load_json(val_path), ids)
-        val, test = split_val_test(val_records, self.seed)
+        val, test = split_val_test(val_records, self.seed, lay.test_fraction)
         return categories, {"train": train_records, "val": val, "test": test}
 
     # ------------------------------------------------------------ adapter
@@ -278,7 +308,7 @@ class INaturalist(FileDatasetAdapter):
         categories, _ = self._annotations
         lay = self.layout
         source = str(self.files / (lay.categories or lay.train))
-        tax = Taxonomy.from_paths([names for _, names in categories], RANKS_7, source=source)
+        tax = Taxonomy.from_paths([names for _, names in categories], lay.ranks, source=source)
         if self.options.version.startswith("2021") and len(categories) == INAT21_RANK_COUNTS[-1]:
             counts = tuple(int((tax.depth == d).sum()) for d in range(1, len(RANKS_7) + 1))
             if counts != INAT21_RANK_COUNTS:
@@ -315,6 +345,6 @@ class INaturalist(FileDatasetAdapter):
             **super().info(),
             "version": self.options.version,
             "split_counts": {s: len(self.records(s)) for s in SPLITS},
-            "test_split": "a seeded, species-stratified half of the official validation file "
-                          "(val is the other half)",
+            "test_split": f"a seeded, species-stratified {self.layout.test_fraction:g} of the official "
+                          "validation file (val is the rest)",
         }
