@@ -268,3 +268,48 @@ def test_unseen_of_must_name_another_dataset():
     with pytest.raises(TaxonbenchError, match=r"datasets\.synthetic_himulcon_unseen\.unseen_of: "
                                               r"'synthetic_himulcon_sen' is not another dataset.*did you mean"):
         validate(cfg)
+
+
+def test_a_paper_config_of_one_dataset_leaves_the_other_columns_empty(tmp_path):
+    """`tables.<id>.datasets.<column>: null` — the column is another config's; its cells stay empty."""
+    import csv
+    import json
+
+    from taxonbench.tables import build_tables
+
+    metrics = tmp_path / "metrics" / "inshop" / "himulcone"
+    metrics.mkdir(parents=True)
+    (metrics / "embedding.json").write_text(json.dumps({"map_at_r": 0.25}))
+    tables = {"himulcon_table4": {"datasets": {"DeepFashion": "inshop", "iNaturalist": None, "ModelNet40": None}}}
+    build_tables(tables, tmp_path / "metrics", tmp_path / "out")
+    with open(tmp_path / "out" / "himulcon_table4.csv") as fh:
+        rows = {r["model"]: r for r in csv.DictReader(fh)}
+    assert rows["HiMulConE"]["DeepFashion"] == "25.0"
+    assert rows["HiMulConE"]["iNaturalist"] == rows["HiMulConE"]["ModelNet40"] == ""
+    latex = (tmp_path / "out" / "himulcon_table4.tex").read_text()
+    assert "inshop (for DeepFashion)" in latex and "(not in this run)" not in latex
+    with pytest.raises(TaxonbenchError, match=r"maps every column to null"):
+        build_tables({"himulcon_table4": {"datasets": dict.fromkeys(("DeepFashion", "iNaturalist", "ModelNet40"))}},
+                     tmp_path / "metrics", tmp_path / "out2")
+
+
+@pytest.mark.parametrize("config", ["deepfashion", "modelnet40", "imagenet", "inat2017"])
+def test_paper_configs_run_exactly_the_papers_encoders(config):
+    """No stand-ins: every experiment of a HiMulCon paper config is one of the paper's losses, fine-tuned as
+    §4.2 says (layer4 of a pretrained ResNet-50; ImageNet from scratch), scored by the probe / embeddings."""
+    from taxonbench.plan import dataset_methods, load_params, method_inference, validate
+
+    cfg = load_params(f"workflow/configs/{config}_himulcone.yaml")
+    validate(cfg)
+    paper = {"simclr", "ce", "supcon", "guided", "triplet", "himulcon", "hicone", "himulcone"}
+    methods = {m for d in cfg["experiments"]["datasets"] for m in dataset_methods(cfg, d)}
+    assert {cfg["methods"][m].get("method", m) for m in methods} <= paper
+    assert set(sum(method_inference(cfg).values(), [])) <= {"embedding", "linear_probe"}
+    train = cfg["train"]
+    assert train["backbone"] == "resnet50" and train["batch_size"] == 512 and train["epochs"] == 100
+    assert (train["pretrained"], train["finetune"]) == ((None, "all") if config == "imagenet"
+                                                        else ("IMAGENET1K_V1", "last_k"))
+    assert train["augment"]["resized_crop_scale"] == [0.2, 1.0] and train["augment"]["grayscale_p"] == 0.2
+    for m in methods:
+        if cfg["methods"][m].get("method", m) in ("himulcon", "hicone", "himulcone"):
+            assert cfg["methods"][m]["train"]["sampler"]["name"] == "hierarchical", m

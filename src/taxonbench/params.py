@@ -136,7 +136,8 @@ def _check_references(cfg: dict, source: str) -> None:
     blocks += [("figures", figure, spec) for figure, spec in cfg.get("figures", {}).items()]
     for section, name, spec in blocks:
         named = [("dataset", spec["dataset"])] if spec.get("dataset") else []
-        named += [(f"datasets.{column}", d) for column, d in (spec.get("datasets") or {}).items()]
+        named += [(f"datasets.{column}", d) for column, d in (spec.get("datasets") or {}).items()
+                  if d is not None]  # null: a column not in this run
         for key, dataset in named:
             if dataset not in cfg["experiments"]["datasets"]:
                 raise TaxonbenchError(

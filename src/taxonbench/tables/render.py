@@ -189,16 +189,18 @@ class TableJob:
     """A table with its build parameters resolved (what :func:`resolve_table` checks).
 
     ``datasets`` maps each dataset key of the spec's cells (``None`` for cells
-    that name none) to our dataset; ``model`` is the model of cells no entry
-    gives a method (``None`` for tables without such cells).
+    that name none) to our dataset, or to ``None`` for a column that this run
+    does not cover (a paper config of one of the table's datasets); ``model``
+    is the model of cells no entry gives a method (``None`` for tables without
+    such cells).
     """
 
     spec: TableSpec
-    datasets: Mapping[str | None, str]
+    datasets: Mapping[str | None, str | None]
     model: str | None
 
-    def experiment(self, address: Address) -> tuple[str, str, str]:
-        """``(dataset, method, inference)`` of a cell."""
+    def experiment(self, address: Address) -> tuple[str | None, str, str]:
+        """``(dataset, method, inference)`` of a cell; dataset None: a column not in this run."""
         method = address.method if address.method is not None else self.model
         assert method is not None  # resolve_table guarantees it
         return self.datasets[address.dataset], method, address.inference
@@ -212,7 +214,7 @@ class TableJob:
     @property
     def our_datasets(self) -> list[str]:
         """Our datasets this table reads, in the order of the spec's dataset keys."""
-        return list(dict.fromkeys(self.datasets.values()))
+        return list(dict.fromkeys(d for d in self.datasets.values() if d is not None))
 
 
 def _model_for(spec: TableSpec, model_override: str | None) -> str | None:
@@ -260,8 +262,10 @@ def _dataset_map(
                     f"{where}: 'datasets' key {key!r} is not a dataset of the table; "
                     f"its datasets are {keys}"
                 )
-        for key in keys:
-            out[key] = _check_name(f"{where}: datasets.{key}:", datasets[key])
+        for key in keys:  # null: the column is not part of this run (its cells are left empty)
+            out[key] = None if datasets[key] is None else _check_name(f"{where}: datasets.{key}:", datasets[key])
+        if all(out[key] is None for key in keys):
+            raise TaxonbenchError(f"{where}: 'datasets' maps every column to null; map at least one")
     elif datasets is not None:
         raise TaxonbenchError(
             f"{where}: 'datasets' given but the table's cells name no dataset; give 'dataset'"
@@ -353,6 +357,10 @@ class RowResult:
         return "; ".join(dict.fromkeys(getattr(c, part) for c in self.cells))
 
 
+NOT_IN_RUN = "(not in this run)"
+"""The dataset of a cell whose column ``tables.<id>.datasets`` maps to null."""
+
+
 class _Reader:
     """Reads each metrics JSON once."""
 
@@ -361,6 +369,8 @@ class _Reader:
 
     def cell(self, job: TableJob, address: Address, metrics_root: str | os.PathLike) -> CellResult:
         dataset, method, inference = job.experiment(address)
+        if dataset is None:  # a column this run does not cover
+            return CellResult(address, NOT_IN_RUN, method, inference, Path(), None)
         path = metrics_path(metrics_root, dataset, method, inference)
         if not path.is_file():
             return CellResult(address, dataset, method, inference, path, None)
@@ -483,7 +493,7 @@ def _datasets_phrase(job: TableJob) -> tuple[str, str]:
     ours = job.our_datasets
     comment = ("dataset " if len(ours) == 1 else "datasets ") + ", ".join(repr(d) for d in ours)
     caption = "datasets " + ", ".join(
-        d if key is None else f"{d} (for {key})" for key, d in job.datasets.items()
+        d if key is None else f"{d} (for {key})" for key, d in job.datasets.items() if d is not None
     )
     return comment, caption
 
