@@ -281,6 +281,8 @@ def test_the_default_plan_scores_encoders_on_test_probes_on_train_and_retrieves_
     assert scored_splits(cfg, "embedding") == {"gallery": "train", "eval": "test"}
     assert scored_splits(cfg, "linear_probe") == {"eval": "test"}
     assert logit_splits(cfg, "himulcone_seen", pairs) == ["test", "train"]
+    no_gallery = {**cfg, "experiments": {**cfg["experiments"], "gallery_split": None}}
+    assert scored_splits(no_gallery, "embedding") == {"eval": "test"}  # retrieval among the queries themselves
 
 
 def test_unseen_of_must_name_another_dataset():

@@ -47,7 +47,7 @@ def evaluate_scores(
     """Compute every metric family that reads ``scores_path``'s kind; write the metrics JSON (and curve CSV).
 
     ``tune_path``: the same kind of scores on the tune split (validation), for the families that tune on it;
-    ``gallery_path``: the retrieval gallery (the same file as ``scores_path``, or none: retrieval within the
+    ``gallery_path``: the retrieval gallery (none, or the same file as ``scores_path``: retrieval within the
     evaluation split, each query left out of its own ranking).
     The JSON is flat ``metric -> value`` (null for NaN) plus ``"units": {metric: unit}`` (docs/metrics.md).
     """

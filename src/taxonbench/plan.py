@@ -168,6 +168,10 @@ def experiment_matrix(cfg: dict) -> list[tuple[str, str, str]]:
     return [(d, m, i) for d in cfg["experiments"]["datasets"] for m in dataset_methods(cfg, d) for i in pairs[m]]
 
 
+EXTRA_ROLES = ("tune", "gallery")
+"""The split roles besides ``eval`` that metric families read (``taxonbench evaluate --<role>-scores``)."""
+
+
 def fitted_inference() -> dict[str, str]:
     """Every fitted inference and the split it is fitted on."""
     return {name: d.fit_split for name, d in inference_declarations().items() if d.fitted}
@@ -178,14 +182,17 @@ def produces(inference: str) -> str:
 
 
 def scored_splits(cfg: dict, inference: str) -> dict[str, str]:
-    """Split role -> split for the metric families that read what ``inference`` produces."""
+    """Split role -> split for the metric families that read what ``inference`` produces.
+
+    ``gallery`` is left out when ``experiments.gallery_split`` is null: retrieval then ranks each query
+    among the other queries of the eval split."""
     ex = cfg["experiments"]
-    roles = {"eval": ex["eval_split"], "tune": ex["tune_split"], "gallery": ex.get("gallery_split") or ex["eval_split"]}
+    roles = {"eval": ex["eval_split"], "tune": ex["tune_split"], "gallery": ex.get("gallery_split")}
     kind = produces(inference)
     needed = {role for d in family_declarations().values() if d.reads == kind for role in d.splits}
     if not needed:
         raise TaxonbenchError(f"inference {inference!r} produces {kind!r} scores, which no metric family reads")
-    return {role: roles[role] for role in ("tune", "gallery", "eval") if role in needed}
+    return {role: roles[role] for role in (*EXTRA_ROLES, "eval") if role in needed and roles[role] is not None}
 
 
 def logit_splits(cfg: dict, experiment: str, pairs: dict[str, list[str]] | None = None) -> list[str]:

@@ -184,7 +184,7 @@ def evaluate_inputs(wildcards):
 
 def role_arguments(wildcards, input):
     """``--tune-scores`` / ``--gallery-scores`` for the split roles (besides eval) the families read."""
-    return " ".join(f"--{role}-scores {input[role]}" for role in ("tune", "gallery") if role in input.keys())
+    return " ".join(f"--{role}-scores {input[role]}" for role in plan.EXTRA_ROLES if role in input.keys())
 
 
 def fitted_state(wildcards):
