@@ -85,22 +85,21 @@ def image_transform(preprocess: Preprocess, image_size: int, augment: dict | Non
     from torchvision import transforms as T
 
     size = preprocess.image_size or image_size
-    augment = augment or None
+    augment = augment or {}  # evaluation: no random step
     steps: list = []
-    resized_crop = augment is not None and augment.get("resized_crop_scale")
+    resized_crop = augment.get("resized_crop_scale")
     if resized_crop:  # crop an area share in [lo, hi] with aspect ratio in [3/4, 4/3], scaled to size
         steps.append(T.RandomResizedCrop(size, scale=tuple(resized_crop), antialias=True))
     elif size != image_size:
         steps.append(T.Resize(size))
-    if augment is not None:
-        if not resized_crop and augment.get("random_crop_padding", 0):
-            steps.append(T.RandomCrop(size, padding=augment["random_crop_padding"], padding_mode="reflect"))
-        if augment.get("hflip"):
-            steps.append(T.RandomHorizontalFlip())
-        if augment.get("color_jitter"):
-            steps.append(T.RandomApply([T.ColorJitter(*augment["color_jitter"])], p=augment.get("color_jitter_p", 0.8)))
-        if augment.get("grayscale_p", 0):
-            steps.append(T.RandomGrayscale(p=augment["grayscale_p"]))
+    if not resized_crop and augment.get("random_crop_padding", 0):
+        steps.append(T.RandomCrop(size, padding=augment["random_crop_padding"], padding_mode="reflect"))
+    if augment.get("hflip"):
+        steps.append(T.RandomHorizontalFlip())
+    if augment.get("color_jitter"):
+        steps.append(T.RandomApply([T.ColorJitter(*augment["color_jitter"])], p=augment.get("color_jitter_p", 0.8)))
+    if augment.get("grayscale_p", 0):
+        steps.append(T.RandomGrayscale(p=augment["grayscale_p"]))
     steps.append(T.PILToTensor())
     return T.Compose(steps)
 
