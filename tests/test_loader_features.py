@@ -160,6 +160,23 @@ def test_supcon_augmentations_are_torchvisions_and_take_the_loader_path(toy_shar
     torch.testing.assert_close(x, again, rtol=0, atol=0)  # seeded per image: the same epoch twice
 
 
+@pytest.mark.parametrize("augment,pattern", [
+    ({"color_jitter": [0.4, 0.4, 0.4, 0.6]}, r"train\.augment\.color_jitter\.3: 0\.6 is greater than the maximum of 0\.5"),
+    ({"color_jitter": [0.4, 0.4]}, r"train\.augment\.color_jitter: \[0\.4, 0\.4\] is too short"),
+    ({"resized_crop_scale": [0.0, 1.0]}, r"train\.augment\.resized_crop_scale\.0: 0\.0 is less than or equal"),
+])
+def test_bad_augment_values_stop_at_start_naming_the_key(tmp_path, augment, pattern):
+    import yaml
+
+    from taxonbench.params import load_params
+
+    cfg = yaml.safe_load(open("params.yaml"))
+    cfg["train"]["augment"] = augment
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(TaxonbenchError, match=pattern):
+        load_params(tmp_path / "p.yaml")
+
+
 def test_grayscale_is_torchvisions_luma():
     from torchvision.transforms.functional import rgb_to_grayscale
 
