@@ -18,19 +18,21 @@ from taxonbench.devices import resolve_device
 from taxonbench.training import load_model
 
 
-def training_taxonomy(meta: dict, kind: str, shards_dir: Path, taxonomy: Taxonomy, model_path) -> Taxonomy:
-    """The taxonomy a model was built on: ``taxonomy`` (the evaluated dataset's) when trained on that dataset,
+def training_taxonomy(meta: dict, kind: str, shards_dir: Path, taxonomy: Taxonomy, model_path,
+                      open_vocabulary: bool = False) -> Taxonomy:
+    """The taxonomy to build a model on: ``taxonomy`` (the evaluated dataset's) when trained on that dataset,
     else (cross-dataset evaluation) the training dataset's, read beside ``shards_dir``
-    (``data/shards/<dataset>/``). Only outputs of kind ``embeddings`` transfer to another tree; any other
-    kind needs the same tree (parents and names)."""
+    (``data/shards/<dataset>/``). Outputs of kind ``embeddings`` transfer to another tree; so do those of an
+    ``open_vocabulary`` method (its classes are the taxonomy's prompts: zero-shot), built on the evaluated
+    taxonomy once its levels are checked (:func:`check_levels_seen`); any other kind needs the same tree."""
     trained = meta.get("dataset")
     if not trained or trained == shards_dir.name:
         return taxonomy
-    path = shards_dir.parent / trained / TAXONOMY
-    if not path.exists():
-        raise TaxonbenchError(f"{model_path}: trained on dataset {trained!r}, whose taxonomy {path} is missing; "
-                              f"prepare it (the model's heads are built on it)")
-    source = Taxonomy.read(path)
+    if open_vocabulary:
+        check_levels_seen(training_ranks(meta, shards_dir, model_path), taxonomy, shards_dir.name, trained,
+                          model_path)
+        return taxonomy
+    source = _read_training_taxonomy(trained, shards_dir, model_path)
     same = np.array_equal(source.parent, taxonomy.parent) and list(source.name) == list(taxonomy.name)
     if kind != "embeddings" and not same:
         raise TaxonbenchError(
@@ -38,6 +40,37 @@ def training_taxonomy(meta: dict, kind: str, shards_dir: Path, taxonomy: Taxonom
             f"outputs of kind {kind!r} are tied to the training taxonomy (only embeddings transfer to another tree: "
             f"a method of kind 'embeddings', or `logits --features`)")
     return source
+
+
+def _read_training_taxonomy(trained: str, shards_dir: Path, model_path) -> Taxonomy:
+    path = shards_dir.parent / trained / TAXONOMY
+    if not path.exists():
+        raise TaxonbenchError(f"{model_path}: trained on dataset {trained!r}, whose taxonomy {path} is missing; "
+                              f"prepare it (the model's heads are built on it)")
+    return Taxonomy.read(path)
+
+
+def training_ranks(meta: dict, shards_dir: Path, model_path) -> list[str]:
+    """The rank of each level of the training taxonomy, top first: saved with the model, or (a model saved
+    before they were) read from the training dataset's taxonomy."""
+    if "ranks" in meta:
+        return list(meta["ranks"])
+    return _read_training_taxonomy(meta["dataset"], shards_dir, model_path).rank_names
+
+
+def check_levels_seen(trained_ranks: list[str], taxonomy: Taxonomy, dataset: str, trained: str, model_path) -> None:
+    """Zero-shot on another taxonomy: its level ``d`` must be the training taxonomy's level ``d`` (the same
+    rank, compared case-insensitively), so no level is one the model never saw."""
+    target = taxonomy.rank_names
+    for d, rank in enumerate(target, start=1):
+        seen = trained_ranks[d - 1] if d <= len(trained_ranks) else None
+        if seen is None or seen.lower() != rank.lower():
+            was = f"its level {d} is {seen!r}" if seen else f"it has {len(trained_ranks)} levels"
+            raise TaxonbenchError(
+                f"{model_path}: zero-shot on dataset {dataset!r}: level {d} ({rank!r}) is not a level the model "
+                f"was trained on ({trained!r}: {was}; levels {', '.join(trained_ranks)}). The evaluated "
+                f"taxonomy's levels must be the training taxonomy's, top rank first: check datasets.{dataset} "
+                "or the experiment's trained_on")
 
 
 def check_unseen(taxonomy: Taxonomy, dataset: str, seen_shards: Path) -> None:
@@ -83,8 +116,9 @@ def dump_logits(
     from taxonbench.methods import METHODS
 
     def taxonomy_of(meta: dict) -> Taxonomy:
-        kind = "embeddings" if features else METHODS.get(meta["method"]).output_kind
-        return training_taxonomy(meta, kind, shards_dir, taxonomy, model_path)
+        method = METHODS.get(meta["method"])
+        kind = "embeddings" if features else method.output_kind
+        return training_taxonomy(meta, kind, shards_dir, taxonomy, model_path, method.open_vocabulary and not features)
 
     model, preprocess, meta = load_model(model_path, taxonomy, dev, taxonomy_of)
     forward = model.backbone if features else model

@@ -230,6 +230,7 @@ def _build(run: _Run, ranks: DataParallel) -> _Parts:
         "dataset": settings["dataset"],
         "n_leaves": run.taxonomy.n_leaves,
         "n_nodes": run.taxonomy.n_nodes,
+        "ranks": run.taxonomy.rank_names,  # the levels an open-vocabulary model can be evaluated on
         "image_size": int(run.manifest.get("image_size", 32)),
     }
     model, preprocess = build_method(meta, run.taxonomy)
@@ -327,7 +328,7 @@ def _run_epoch(run: _Run, parts: _Parts, stepper: torch.nn.Module, epoch: int, r
         parts.scaler.update()
         parts.scheduler.step()
         total_loss += float(loss.detach()) * len(batch_leaf)
-        if len(leaf) and model.scores_leaves:
+        if len(leaf) and model.scores_leaves and model.training_top1:
             correct += float((model.predict_leaf(outputs.detach()) == leaf).sum())
         seen += len(batch_leaf)
     (correct,) = ranks.sum([correct])
@@ -342,7 +343,7 @@ def _run_epoch(run: _Run, parts: _Parts, stepper: torch.nn.Module, epoch: int, r
     row = {
         "epoch": epoch + 1,
         "train_loss": total_loss / max(1, seen),
-        "train_top1": correct / max(1, seen) if model.scores_leaves else nan,
+        "train_top1": correct / max(1, seen) if model.scores_leaves and model.training_top1 else nan,
         "val_top1": val_top1,
         "lr": parts.optimizer.param_groups[0]["lr"],
     }
@@ -375,7 +376,8 @@ def load_model(model_path: str | os.PathLike, taxonomy: Taxonomy, device: torch.
     meta = saved["meta"]
     if taxonomy_of is not None:
         taxonomy = taxonomy_of(meta)
-    if meta["n_leaves"] != taxonomy.n_leaves or meta["n_nodes"] != taxonomy.n_nodes:
+    tied = not METHODS.get(meta["method"]).open_vocabulary  # an open-vocabulary model is built on any taxonomy
+    if tied and (meta["n_leaves"] != taxonomy.n_leaves or meta["n_nodes"] != taxonomy.n_nodes):
         raise TaxonbenchError(
             f"{model_path}: trained on a taxonomy of {meta['n_nodes']} nodes / {meta['n_leaves']} leaves, "
             f"but the dataset has {taxonomy.n_nodes} / {taxonomy.n_leaves}"

@@ -59,9 +59,9 @@ def taxon_tokens(text: nn.Module, taxonomy: Taxonomy, template: str, names: str,
     return text.tokenize(node_prompts(taxonomy, template, names, where))
 
 
-def encode_prompts(text: nn.Module, tokens: torch.Tensor, chunk: int = 512) -> torch.Tensor:
-    """Unit-norm text embeddings ``(T, E)`` of token rows, ``chunk`` rows at a time."""
-    return torch.cat([text.encode(tokens[i:i + chunk], normalize=True) for i in range(0, len(tokens), chunk)])
+def encode_prompts(text: nn.Module, tokens: torch.Tensor, chunk: int = 512, normalize: bool = True) -> torch.Tensor:
+    """Text embeddings ``(T, E)`` of token rows (unit-norm when ``normalize``), ``chunk`` rows at a time."""
+    return torch.cat([text.encode(tokens[i:i + chunk], normalize=normalize) for i in range(0, len(tokens), chunk)])
 
 
 @torch.no_grad()

@@ -53,6 +53,11 @@ class Method(nn.Module):
     #: True when ``training_forward`` reads only the *set* of labels in the batch (to choose the outputs
     #: it computes): given the whole global batch's labels on every rank, it stays exact under DDP
     label_set_forward: ClassVar[bool] = False
+    #: False when the training outputs are not node scores (training then logs no in-batch top-1)
+    training_top1: ClassVar[bool] = True
+    #: True when no weight is tied to the taxa (the classes are the taxonomy's prompts): the model's
+    #: outputs can be computed on another dataset's taxonomy (zero-shot), :func:`taxonbench.logits.training_taxonomy`
+    open_vocabulary: ClassVar[bool] = False
 
     def __init__(self, backbone: Backbone, taxonomy: Taxonomy, hparams: dict[str, Any] | None = None,
                  experiment: str | None = None) -> None:
