@@ -30,6 +30,7 @@ and implements
 
 Registered families: ``operating_curve`` (docs/metrics.md §1),
 ``mistake_severity`` (§5), ``hit_at_k`` (§2, the true leaf among the k best),
+``level_accuracy`` (§4, per-level and top-down accuracy, nLCA, hierarchical consistency),
 and for set predictions ``set_prf`` (§2, micro/macro precision, recall, F1
 overall and per level) and ``set_size`` (§2, the number of labels predicted
 per image).
