@@ -118,3 +118,20 @@ def test_default_hyperparameters_are_valid():
         settings = train_settings(cfg, cfg["experiments"]["datasets"][0], experiment)
         cls = METHODS.get(settings["method"])
         dataclass_from_dict(cls.Hparams, settings["hparams"], where=f"methods.{experiment}")
+
+
+def test_the_default_and_the_treeoflife_config_fill_every_level_restricted_table():
+    from taxonbench.tables.level_restricted import LEVEL_RESTRICTED_TABLE_IDS
+
+    for path in ("params.yaml", "workflow/configs/treeoflife10m.yaml"):
+        cfg = load_params(path)
+        assert set(LEVEL_RESTRICTED_TABLE_IDS) <= set(cfg["tables"]), path
+        assert not {t for t, _ in _uncovered_cells(cfg) if t in LEVEL_RESTRICTED_TABLE_IDS}, path
+        # every model is trained once, on the TreeOfLife stand-in, and only scored on the evaluation sets
+        trained = {cfg["methods"][m].get("trained_on") for t in LEVEL_RESTRICTED_TABLE_IDS
+                   for _, _, m, _ in _table_cells({**cfg, "tables": {t: cfg["tables"][t]}})}
+        assert trained == {"synthetic_treeoflife" if path == "params.yaml" else "treeoflife10m"}, path
+    for path in ("workflow/configs/rare_species.yaml", "workflow/configs/crypticbio.yaml"):
+        cfg = load_params(path)
+        assert _uncovered_cells(cfg) == set(), path
+        assert {cfg["methods"][m]["trained_on"] for m in all_methods(cfg)} == {"treeoflife10m"}, path

@@ -251,7 +251,7 @@ def test_synthetic_seen_and_unseen_parts_split_one_tree_by_category():
     assert set(t_seen.name[1:]) | set(t_unseen.name[1:]) == set(t_all.name[1:])
     index = {name: i for i, name in enumerate(t_all.name)}  # a part keeps its whole-tree appearance codes
     np.testing.assert_array_equal(unseen.codes, whole.codes[[index[n] for n in t_unseen.name]])
-    with pytest.raises(TaxonbenchError, match=r"datasets\.x\.options\.unseen_fraction: 0\.1 of the 5 top-rank"):
+    with pytest.raises(TaxonbenchError, match=r"datasets\.x\.options\.unseen_fraction: 0\.1 of the 5 order taxa"):
         _ = SyntheticTaxonomy({**opts, "part": "seen", "unseen_fraction": 0.1}, name="x", seed=0).taxonomy()
     with pytest.raises(TaxonbenchError, match=r"datasets\.x\.options\.part: expected one of all, seen, unseen"):
         SyntheticTaxonomy({**opts, "part": "half"}, name="x", seed=0)

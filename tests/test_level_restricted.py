@@ -218,3 +218,21 @@ def test_zero_shot_refuses_levels_the_model_never_saw():
         check_levels_seen(["kingdom", "genus"], SUBTREE, "target", "source", "model.pt")
     with pytest.raises(TaxonbenchError, match=r"level 2 \('genus'\).*'family'.*datasets\.target"):
         check_levels_seen(["kingdom", "family", "species"], SUBTREE, "target", "source", "model.pt")
+
+
+@pytest.mark.parametrize("block, message", [
+    ({"curvature": -0.5}, "methods.level_restricted.curvature: must be a finite number > 0"),
+    ({"prompt_template": "a photo of {taxon}."},
+     "methods.level_restricted.prompt_template: unknown field {taxon} in 'a photo of {taxon}.'; fields: {name}, {rank}"),
+    ({"prompt_template": "a photo of a {rank}."},
+     "methods.level_restricted.prompt_template: the template must contain {name}"),
+])
+def test_the_run_stops_at_start_on_a_bad_block(block, message):
+    """The checks of the declarations run when Snakemake starts (plan.validate), before any job."""
+    from taxonbench.plan import load_params, validate
+
+    cfg = load_params("params.yaml")
+    cfg["methods"]["level_restricted"] = {**cfg["methods"]["level_restricted"], **block}
+    with pytest.raises(TaxonbenchError) as caught:
+        validate(cfg)
+    assert message in str(caught.value)

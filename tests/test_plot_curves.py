@@ -231,3 +231,15 @@ def test_other_panels_keep_a_method_together():
     assert [sorted({m for m, _ in p.curves.values()}) for p in panels] == [["a"], ["b", "c"]]
     big = other_panels([("a", str(i)) for i in range(30)], max_curves=12)
     assert [len(p.curves) for p in big] == [12, 12, 6]
+
+
+def test_a_table_without_curved_inference_gets_no_panel():
+    """HiMulCon Table 4 reads retrieval of embeddings (no operating curve): no empty panel for it; Table 1's
+    linear probe gives node scores, so it has one."""
+    from taxonbench.plots.curves import table_panel
+
+    datasets = {"datasets": {k: "d" for k in ("DeepFashion", "iNaturalist", "ModelNet40")}}
+    assert table_panel("himulcon_table4", datasets, "d", set()) is None
+    probe = {"datasets": {k: "d" for k in ("ImageNet", "DeepFashion", "iNaturalist", "ModelNet40")}}
+    panel = table_panel("himulcon_table1", probe, "d", {("himulcone", "linear_probe")})
+    assert panel is not None and list(panel.curves.values()) == [("himulcone", "linear_probe")]

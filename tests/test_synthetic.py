@@ -221,3 +221,29 @@ def test_a_subsequence_of_the_ranks_gives_a_shallower_tree():
     with pytest.raises(TaxonbenchError, match=r"datasets.x.options.branching.kingdom: unknown rank; valid ranks: "
                                               r"genus, species"):
         SyntheticTaxonomy({"ranks": ["genus", "species"], "branching": {"kingdom": [1, 2]}}, name="x", seed=0)
+
+
+def test_held_out_species_split_the_leaves_and_keep_their_ancestors():
+    held = {"part_rank": "species", "unseen_fraction": 0.2}
+    whole = SyntheticTaxonomy({}, name="whole", seed=3)
+    seen = SyntheticTaxonomy({"part": "seen", **held}, name="seen", seed=3)
+    unseen = SyntheticTaxonomy({"part": "unseen", **held}, name="unseen", seed=3)
+    full, a, b = whole.taxonomy(), seen.taxonomy(), unseen.taxonomy()
+
+    def paths(tax, nodes):
+        return {tax.path_names(int(v)) for v in nodes}
+
+    assert not paths(a, a.leaf_nodes) & paths(b, b.leaf_nodes)  # no species in common
+    assert paths(a, a.leaf_nodes) | paths(b, b.leaf_nodes) == paths(full, full.leaf_nodes)
+    assert b.n_leaves == int(np.floor(0.2 * full.n_leaves + 1e-9))
+    assert a.rank_names == b.rank_names == list(RANKS_7)  # every level kept: the ancestors come along
+    assert paths(b, range(1, b.n_nodes)) <= paths(full, range(1, full.n_nodes))  # the whole tree's names
+    # a part keeps the whole tree's appearance: the same leaf renders with the same code
+    index = {full.path_names(int(v)): i for i, v in enumerate(full.leaf_nodes)}
+    for j, v in enumerate(b.leaf_nodes):
+        np.testing.assert_array_equal(unseen.codes[v], whole.codes[full.leaf_nodes[index[b.path_names(int(v))]]])
+
+
+def test_part_rank_must_be_one_of_the_ranks():
+    with pytest.raises(TaxonbenchError, match=r"datasets\.d\.options\.part_rank: expected one of the ranks"):
+        SyntheticTaxonomy({"part": "seen", "part_rank": "subspecies"}, name="d", seed=0)

@@ -78,7 +78,7 @@ def test_reference_copies_present():
 
     ref_dir = resources.files("taxonbench.tables").joinpath("reference")
     names = sorted(p.name for p in ref_dir.iterdir() if p.name.endswith(".csv"))
-    assert len(names) == 33
+    assert len(names) == 34
     assert ref_dir.joinpath("README.md").is_file()
     for name in names:
         rows = list(csv.reader(io.StringIO(ref_dir.joinpath(name).read_text(encoding="utf-8"))))
@@ -103,6 +103,8 @@ def test_mappings():
     ]
     assert t1.rows[0].inference == "bottom_up"  # the flat softmax's own node scores are bottom-up sums
     assert all(r.inference == "native" for r in t1.rows[1:8])
+    t3 = TABLES.get("hccf_table3")
+    assert (t3.rows[0].method, t3.rows[0].inference) == (t1.rows[0].method, t1.rows[0].inference)  # one model
     t4 = TABLES.get("hccf_table4")
     assert t4.rows[-1].method == "hccf" and t4.rows[0].method == "hccf_L7"
     t5 = TABLES.get("hccf_table5")
@@ -117,7 +119,7 @@ def test_mappings():
     t6 = TABLES.get("hccf_table6")
     assert {(r.method, r.inference) for r in t6.rows} == {
         (m, i)
-        for m in ("hccf", "hccf_L67", "flat_softmax")
+        for m in ("hccf", "hccf_L67", "ce_text_init_levels_L1234567")  # "Flat softmax": Table 3's CE + text + L1234567
         for i in ("bottom_up", "diffusion", "differentiable_diffusion")
     }
 
@@ -392,11 +394,13 @@ def test_latex_escape():
 
 def test_table6_adds_every_other_model(tmp_path):
     root = tmp_path / "metrics"
-    write_metrics(root, "d", "flat_softmax", "bottom_up")
-    write_metrics(root, "d", "flat_softmax", "diffusion")
+    write_metrics(root, "d", "ce_text_init_levels_L1234567", "bottom_up")  # the paper's "Flat softmax" rows
+    write_metrics(root, "d", "ce_text_init_levels_L1234567", "diffusion")
     write_metrics(root, "d", "cond_softmax", "native", ap=0.5)
     write_metrics(root, "d", "cond_softmax", "diffusion")
     write_metrics(root, "d", "cond_softmax", "top_down")  # not a Table 6 inference: not shown
+    write_metrics(root, "d", "flat_softmax", "bottom_up")  # Table 1's flat softmax: another model here
+    write_metrics(root, "d", "flat_softmax", "diffusion", ap=0.25)
     build_table("hccf_table6", "d", root, tmp_path / "out")
     rows = read_csv(tmp_path / "out" / "hccf_table6.csv")
     assert [r["Model"] for r in rows] == [
@@ -404,8 +408,11 @@ def test_table6_adds_every_other_model(tmp_path):
         "Flat softmax diffusion",
         "cond_softmax native",
         "cond_softmax diffusion",
+        "flat_softmax diffusion",
     ]
-    assert rows[2]["AP"] == "50.00"
+    assert rows[2]["AP"] == "50.00" and rows[4]["AP"] == "25.00"
+    vs = read_csv(tmp_path / "out" / "hccf_table6_vs_paper.csv")
+    assert {r["method"] for r in vs if r["Model"].startswith("Flat softmax")} == {"ce_text_init_levels_L1234567"}
 
 
 # --------------------------------------------------------------------------- the HCCF outputs are frozen
@@ -758,3 +765,28 @@ def test_null_and_empty_defaults_are_absent(tmp_path, registered):
     }, root, tmp_path / "o")
     assert len(paths) == 6
     assert read_csv(tmp_path / "o" / "toy_levels.csv")[0] == {"Level": "L1", "iNat": "90.00", "ModelNet40": "90.00"}
+
+
+def test_a_difference_row_subtracts_two_rows_cell_by_cell(tmp_path):
+    from taxonbench.tables.spec import Difference
+
+    spec = TableSpec(
+        id="diff_demo", paper="demo", caption="demo", reference_csv="", label_column="Model",
+        reference_data="Model,AP,Leaf F1\nours,,\nbase,,\nours - base,1.00,\n",
+        columns=[("ap", "AP"), ("leaf_f1", "Leaf F1")],
+        rows=[RowSpec("ours", "a", "native"), RowSpec("base", "b", "native")],
+        differences=[Difference("ours - base", "ours", "base")])
+    root = tmp_path / "m"
+    write_metrics(root, "d", "a", "native", ap=0.75, leaf_f1=0.5)
+    write_metrics(root, "d", "b", "native", ap=0.5, leaf_f1=float("nan"))
+    build_table(spec, "d", root, tmp_path / "out")
+    rows = read_csv(tmp_path / "out" / "diff_demo.csv")
+    assert [r["Model"] for r in rows] == ["ours", "base", "ours - base"]
+    assert rows[2]["AP"] == "25.00"  # 0.75 - 0.5 in the table's percent format
+    assert rows[2]["Leaf F1"] == ""  # a side that is not finite: no difference
+    vs = read_csv(tmp_path / "out" / "diff_demo_vs_paper.csv")
+    assert vs[2]["AP (paper)"] == "1.00" and vs[2]["method"] == "a − b"
+    with pytest.raises(ValueError, match="difference 'x' names no row 'nope'"):
+        TableSpec(id="bad", paper="demo", caption="demo", reference_csv="", label_column="Model",
+                  reference_data="Model,AP\n", columns=[("ap", "AP")], rows=[RowSpec("ours", "a", "native")],
+                  differences=[Difference("x", "ours", "nope")])

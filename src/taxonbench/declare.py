@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import string
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -41,12 +42,13 @@ TYPES = ("bool", "int", "float", "str", "list", "dict", "any")
 
 def param(default: Any = dataclasses.MISSING, *, choices: Sequence[Any] | None = None,
           ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None,
-          doc: str = "") -> Any:
+          template: Sequence[str] | None = None, doc: str = "") -> Any:
     """A dataclass field with constraints: ``choices`` (allowed values), a range (``ge``/``gt``/``le``/``lt``,
-    applied to numbers and to every number of a list), and ``doc``. Lists and dicts are copied per instance.
-    Every number must be finite whatever the bounds."""
+    applied to numbers and to every number of a list), ``template`` (the value is a format string using only
+    these fields and at least the first: :func:`check_template`), and ``doc``. Lists and dicts are copied per
+    instance. Every number must be finite whatever the bounds."""
     meta = {"choices": tuple(choices) if choices is not None else None, "ge": ge, "gt": gt, "le": le, "lt": lt,
-            "doc": doc}
+            "template": tuple(template) if template is not None else None, "doc": doc}
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata={"taxonbench": meta})
     return dataclasses.field(default=default, metadata={"taxonbench": meta})
@@ -68,18 +70,21 @@ class FieldSpec:
     gt: float | None = None
     le: float | None = None
     lt: float | None = None
+    template: tuple[str, ...] | None = None
     doc: str = ""
 
     def to_json(self) -> dict:
         out = dataclasses.asdict(self)
-        out["choices"] = list(self.choices) if self.choices is not None else None
+        for key in ("choices", "template"):
+            out[key] = list(out[key]) if out[key] is not None else None
         return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FieldSpec:
         data = dict(data)
-        if data.get("choices") is not None:
-            data["choices"] = tuple(data["choices"])
+        for key in ("choices", "template"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
         return cls(**data)
 
     def describe(self) -> str:
@@ -112,6 +117,8 @@ class FieldSpec:
             hint = difflib.get_close_matches(str(value), [str(c) for c in self.choices], n=1)
             raise TaxonbenchError(f"{where}: must be {self.describe()}; got {value!r}"
                                   + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        if self.template is not None:
+            check_template(value, self.template, where)
         numbers = value if self.type == "list" else [value]
         for number in numbers:
             if isinstance(number, (int, float)) and not isinstance(number, bool) and not self._in_range(number):
@@ -124,6 +131,21 @@ class FieldSpec:
             return False
         return ((self.ge is None or x >= self.ge) and (self.gt is None or x > self.gt)
                 and (self.le is None or x <= self.le) and (self.lt is None or x < self.lt))
+
+
+def check_template(template: str, fields: Sequence[str], where: str) -> None:
+    """``template`` must be a :meth:`str.format` string whose fields are among ``fields`` and include
+    ``fields[0]`` (e.g. a prompt ``"a photo of {name}."`` with the fields ``name``, ``rank``)."""
+    try:
+        used = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as exc:
+        raise TaxonbenchError(f"{where}: not a valid template ({exc}): {template!r}") from None
+    allowed = ", ".join(f"{{{f}}}" for f in fields)
+    unknown = sorted(used - set(fields))
+    if unknown:
+        raise TaxonbenchError(f"{where}: unknown field {{{unknown[0]}}} in {template!r}; fields: {allowed}")
+    if fields[0] not in used:
+        raise TaxonbenchError(f"{where}: the template must contain {{{fields[0]}}}; got {template!r}")
 
 
 _TYPE_WORDS = {"bool": "true or false", "int": "integers", "float": "numbers", "str": "strings", "list": "lists",
@@ -188,7 +210,8 @@ def fields_of(cls: type) -> tuple[FieldSpec, ...]:
         if isinstance(default, tuple):
             default = list(default)
         out.append(FieldSpec(f.name, kind, item, nullable, default, required, meta.get("choices"), meta.get("ge"),
-                             meta.get("gt"), meta.get("le"), meta.get("lt"), meta.get("doc", "")))
+                             meta.get("gt"), meta.get("le"), meta.get("lt"), meta.get("template"),
+                             meta.get("doc", "")))
     return tuple(out)
 
 
@@ -238,4 +261,4 @@ class NoOptions:
     """A component without options."""
 
 
-__all__ = ["FieldSpec", "NoOptions", "build_options", "check_block", "fields_of", "param"]
+__all__ = ["FieldSpec", "NoOptions", "build_options", "check_block", "check_template", "fields_of", "param"]

@@ -22,9 +22,9 @@ node id (root included), so the prompts of level ``d`` are those of
 
 from __future__ import annotations
 
-import string
 from collections.abc import Callable
 
+from taxonbench import declare
 from taxonbench.errors import TaxonbenchError
 from taxonbench.taxonomy import Taxonomy
 
@@ -57,17 +57,7 @@ NAME_STYLES: dict[str, Callable[[Taxonomy, int], str]] = {
 
 def check_template(template: str, where: str) -> None:
     """A template must be a format string using ``{name}`` and no field beyond ``{name}``, ``{rank}``."""
-    try:
-        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
-    except ValueError as exc:
-        raise TaxonbenchError(f"{where}: not a valid template ({exc}): {template!r}") from None
-    unknown = sorted(fields - set(FIELDS))
-    if unknown:
-        raise TaxonbenchError(
-            f"{where}: unknown field {{{unknown[0]}}} in {template!r}; fields: {{name}}, {{rank}}"
-        )
-    if "name" not in fields:
-        raise TaxonbenchError(f"{where}: the template must contain {{name}}; got {template!r}")
+    declare.check_template(template, FIELDS, where)
 
 
 def node_prompts(taxonomy: Taxonomy, template: str = DEFAULT_TEMPLATE, names: str = DEFAULT_NAMES,

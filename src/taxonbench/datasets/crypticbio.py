@@ -30,10 +30,10 @@ group's names sorted and joined by ``|`` (a list, or its JSON / Python
 ``[...]`` text, or a comma-separated string), as the extra column
 ``cryptic_group``: seed 003's group-balanced design can group rows by it.
 
-**Splits.** A benchmark subset is an evaluation set; taxonbench trains first,
-so a seeded k-shot protocol per species as for Rare Species (``shots`` to
-``train``, ``val_shots`` to ``val``, the rest to ``test``; ``shots: 0`` gives
-only ``test``).
+**Splits.** A benchmark subset is an evaluation set: ``shots: 0`` gives only
+``test`` (zero-shot, the models trained elsewhere through ``trained_on``); for
+few-shot fine-tuning, a seeded k-shot protocol per species as for Rare Species
+(``shots`` to ``train``, ``val_shots`` to ``val``, the rest to ``test``).
 
 **Images** are fetched by URL into ``<root>/images/<sha1(url)[:24]><ext>``
 (``ImageFile``, where = ``<metadata file> line N``). ``download: true``

@@ -26,9 +26,10 @@ row with an empty rank names the file, the line and the column. Leaf ``i``
 is the ``i``-th species path in lexicographic order (homonyms under different
 parents are different nodes, as everywhere).
 
-**Splits.** The whole set is BioCLIP's (and seed 003's) zero-shot test set.
-taxonbench trains before it evaluates, so a seeded k-shot protocol (as in
-BioCLIP's one- and five-shot results): per species (rows in file order,
+**Splits.** The whole set is BioCLIP's (and seed 003's) zero-shot test set
+(``shots: 0``, models trained elsewhere through ``trained_on``). For few-shot
+fine-tuning, a seeded k-shot protocol (as in BioCLIP's one- and five-shot
+results): per species (rows in file order,
 shuffled with a generator seeded by the dataset ``seed``) ``shots`` images go
 to ``train``, ``val_shots`` to ``val`` and the rest to ``test``. ``shots: 0``
 gives only ``test`` (the zero-shot set; nothing to train on). A species with

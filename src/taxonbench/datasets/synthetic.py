@@ -23,12 +23,15 @@ names, the codes and, per split, every image (the same PNG bytes on every run).
 
 **Seen / unseen parts** (the HiMulCon paper's §4.5 protocol). ``part: seen`` or
 ``part: unseen`` keeps one part of the tree: ``floor(unseen_fraction · n)`` of
-the ``n`` top-rank taxa (the "categories"), drawn by a generator seeded with
+the ``n`` top-rank taxa (the "categories"; option ``part_rank`` names another
+rank, e.g. ``species``: held-out species, as BioCLIP holds Rare Species out of
+its training set), drawn by a generator seeded with
 ``(seed, crc32("synthetic-unseen"))``, are unseen, the others seen; the part's
 dataset holds their subtrees only, with the names and appearance codes they have
-in the whole tree. Two datasets with the same seed and tree options and the two
-parts are thus disjoint halves of one taxonomy (an encoder trained on the seen
-part meets new categories in the unseen one).
+in the whole tree (and their ancestors, for a rank below the top). Two datasets
+with the same seed and tree options and the two parts thus share no taxon of
+that rank or below (an encoder trained on the seen part meets new categories,
+or new species, in the unseen one).
 """
 
 from __future__ import annotations
@@ -95,8 +98,9 @@ class SyntheticOptions:
     background_gradient: float = 0.15  # max strength of a random linear brightness ramp on the background
     color_jitter: float = 0.06  # std of per-image brightness gain and per-channel colour offset
     noise: float = 0.04  # std of per-pixel Gaussian noise (intensities in [0, 1])
-    part: str = "all"  # "all", or the "seen" / "unseen" top-rank taxa only (module docstring)
-    unseen_fraction: float = 0.5  # the share of top-rank taxa that are unseen
+    part: str = "all"  # "all", or the "seen" / "unseen" taxa of rank part_rank only (module docstring)
+    unseen_fraction: float = 0.5  # the share of the part_rank taxa that are unseen
+    part_rank: str | None = None  # the rank whose taxa are split into seen / unseen; null = the top rank
 
 
 def _check_options(opts: SyntheticOptions, where: str) -> SyntheticOptions:
@@ -145,6 +149,8 @@ def _check_options(opts: SyntheticOptions, where: str) -> SyntheticOptions:
         fail("part", f"expected one of {', '.join(PARTS)}, got {opts.part!r}")
     if not 0 < opts.unseen_fraction < 1:
         fail("unseen_fraction", f"expected a number in (0, 1), got {opts.unseen_fraction!r}")
+    if opts.part_rank is not None and opts.part_rank not in opts.ranks:
+        fail("part_rank", f"expected one of the ranks {', '.join(opts.ranks)} (or null), got {opts.part_rank!r}")
     if not 0 < opts.code_decay <= 1:
         fail("code_decay", f"expected 0 < code_decay <= 1, got {opts.code_decay}")
     sr = opts.scale_range
@@ -300,23 +306,29 @@ class SyntheticTaxonomy(DatasetAdapter):
 
     @cached_property
     def _kept(self) -> np.ndarray:
-        """Indices, in the whole tree, of the nodes of this part (all of them for ``part: all``)."""
+        """Indices, in the whole tree, of the nodes of this part (all of them for ``part: all``): the chosen
+        taxa of rank ``part_rank``, everything below them and their ancestors."""
         parent, depth = self._full_tree
         if self.options.part == "all":
             return np.arange(len(parent))
-        top = np.flatnonzero(depth == 1)
-        n_unseen = int(np.floor(self.options.unseen_fraction * len(top) + 1e-9))
-        if not 0 < n_unseen < len(top):
+        rank = self.options.part_rank or self.options.ranks[0]
+        level = self.options.ranks.index(rank) + 1
+        taxa = np.flatnonzero(depth == level)
+        n_unseen = int(np.floor(self.options.unseen_fraction * len(taxa) + 1e-9))
+        if not 0 < n_unseen < len(taxa):
             raise TaxonbenchError(
-                f"datasets.{self.name}.options.unseen_fraction: {self.options.unseen_fraction} of the {len(top)} "
-                f"top-rank taxa gives {n_unseen} unseen; both parts need at least one")
-        unseen = _rng(self.seed, "synthetic-unseen").choice(top, size=n_unseen, replace=False)
-        chosen = set(unseen.tolist()) if self.options.part == "unseen" else set(top.tolist()) - set(unseen.tolist())
-        below = np.zeros(len(parent), dtype=bool)
-        below[0] = True
+                f"datasets.{self.name}.options.unseen_fraction: {self.options.unseen_fraction} of the {len(taxa)} "
+                f"{rank} taxa gives {n_unseen} unseen; both parts need at least one")
+        unseen = _rng(self.seed, "synthetic-unseen").choice(taxa, size=n_unseen, replace=False)
+        chosen = set(unseen.tolist()) if self.options.part == "unseen" else set(taxa.tolist()) - set(unseen.tolist())
+        keep = np.zeros(len(parent), dtype=bool)
         for v in range(1, len(parent)):  # BFS order: a parent comes before its children
-            below[v] = v in chosen if depth[v] == 1 else below[parent[v]]
-        return np.flatnonzero(below)
+            keep[v] = v in chosen if depth[v] == level else depth[v] > level and keep[parent[v]]
+        for v in range(len(parent) - 1, 0, -1):  # and back up: the ancestors of every kept taxon
+            if keep[v]:
+                keep[parent[v]] = True
+        keep[0] = True
+        return np.flatnonzero(keep)
 
     @cached_property
     def _full_tree(self) -> tuple[np.ndarray, np.ndarray]:

@@ -26,6 +26,7 @@ from taxonbench.errors import TaxonbenchError
 from taxonbench.models.backbones import Backbone
 from taxonbench.methods._levels import LevelLayout, resolve_levels
 from taxonbench.taxon_text import DEFAULT_NAMES, DEFAULT_TEMPLATE, NAME_STYLES, node_prompts
+from taxonbench.taxon_text import FIELDS as PROMPT_FIELDS
 from taxonbench.taxonomy import Taxonomy
 
 
@@ -33,7 +34,8 @@ from taxonbench.taxonomy import Taxonomy
 class PromptHparams:
     """How taxa are written for the text tower (:mod:`taxonbench.taxon_text`)."""
 
-    prompt_template: str = param(DEFAULT_TEMPLATE, doc="a template with {name} (and optionally {rank})")
+    prompt_template: str = param(DEFAULT_TEMPLATE, template=PROMPT_FIELDS,
+                                 doc="a template with {name} (and optionally {rank})")
     names: str = param(DEFAULT_NAMES, choices=NAME_STYLES, doc="how a taxon is named in its prompt")
 
 

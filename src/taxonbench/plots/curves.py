@@ -124,13 +124,15 @@ class Panel:
 
 
 def table_panel(table_id: str, params: Mapping, dataset: str, available: set[Experiment]) -> Panel | None:
-    """The panel of one table on ``dataset`` (``None`` if the table is not built on it).
+    """The panel of one table on ``dataset`` (``None`` if the table is not built on it, or if no cell reads an
+    inference with an operating curve: node scores, e.g. not HiMulCon's retrieval table).
 
     A row whose cells on ``dataset`` read one experiment is one curve,
     labelled with the row's label; an experiment several rows share (e.g.
     levels as rows) is labelled ``method / inference``. Paper points come from
     the columns whose metric key is in :data:`PAPER_POINTS`.
     """
+    from taxonbench.plan import produces
     from taxonbench.tables import load_reference, resolve_table
 
     job = resolve_table(table_id, params)
@@ -145,7 +147,7 @@ def table_panel(table_id: str, params: Mapping, dataset: str, available: set[Exp
         for column in spec.columns:
             address = spec.cell_of(row, column)
             d, method, inference = job.experiment(address)
-            if d != dataset:
+            if d != dataset or produces(inference) != "node_prob":
                 continue
             if (method, inference) not in experiments:
                 experiments.append((method, inference))
@@ -154,7 +156,10 @@ def table_panel(table_id: str, params: Mapping, dataset: str, available: set[Exp
                 x = spec.number_format.paper_fraction(text)
                 if x is not None and math.isfinite(x):
                     points.append(PaperPoint(address.metric, x, PAPER_POINTS[address.metric]))
-        per_row.append((row.display, experiments, points))
+        if experiments:
+            per_row.append((row.display, experiments, points))
+    if not per_row:
+        return None
     counts: dict[Experiment, int] = {}
     for _, experiments, _ in per_row:
         for e in experiments:

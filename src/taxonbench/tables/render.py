@@ -53,6 +53,7 @@ from taxonbench.tables.spec import (
     TABLES,
     UNITS,
     Address,
+    Difference,
     Entry,
     NumberFormat,
     TableSpec,
@@ -393,6 +394,17 @@ def _row(job: TableJob, entry: Entry, metrics_root, reader: _Reader) -> RowResul
     return RowResult(entry, job.spec.reference_key(entry), cells)
 
 
+def _difference_row(spec: TableSpec, difference: Difference, row: RowResult, baseline: RowResult) -> RowResult:
+    """``row − baseline`` cell by cell (:class:`~taxonbench.tables.spec.Difference`)."""
+    cells = []
+    for a, b in zip(row.cells, baseline.cells):
+        same = a.finite and b.finite and a.unit == b.unit and a.address.spread is None
+        cells.append(CellResult(a.address, a.dataset, f"{a.method} − {b.method}", a.inference, a.path,
+                                a.value - b.value if same else None, a.unit))  # type: ignore[operator]
+    labels = (difference.label,) + ("",) * (len(spec.label_columns) - 1)
+    return RowResult(Entry(labels if len(labels) > 1 else difference.label), difference.label, tuple(cells))
+
+
 def collect_rows(
     job: TableJob, metrics_root: str | os.PathLike, reader: _Reader | None = None
 ) -> list[RowResult]:
@@ -400,6 +412,8 @@ def collect_rows(
     reader = reader or _Reader()
     spec = job.spec
     results = [_row(job, entry, metrics_root, reader) for entry in spec.rows]
+    by_label = {r.label: r for r in results}
+    results += [_difference_row(spec, d, by_label[d.row], by_label[d.baseline]) for d in spec.differences]
     if spec.extra_model_inference:
         named = {c.method for r in results for c in r.cells}
         others: set[str] = set()

@@ -278,6 +278,17 @@ def _as_entry(item: Entry | tuple[str, str]) -> Entry:
 
 
 @dataclass(frozen=True)
+class Difference:
+    """A row after the table's rows: ``row − baseline``, column by column (``row``, ``baseline``: the labels of
+    two of its rows), e.g. the improvement a paper claims over its baseline. A cell is empty unless both
+    cells ran, are finite and share a unit."""
+
+    label: str
+    row: str
+    baseline: str
+
+
+@dataclass(frozen=True)
 class TableSpec:
     """One results table of a paper: ``rows`` x ``columns`` of :class:`Entry`, a number format.
 
@@ -310,6 +321,8 @@ class TableSpec:
     extra_model_inference: Sequence[str] = field(default_factory=tuple)
     number_format: NumberFormat = PERCENT_2
     reference_data: str | None = None
+    #: rows computed from two of the rows (:class:`Difference`), printed after them
+    differences: Sequence[Difference] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         if not isinstance(self.label_column, str):
@@ -318,6 +331,7 @@ class TableSpec:
         object.__setattr__(self, "rows", tuple(self.rows))
         object.__setattr__(self, "notes", tuple(self.notes))
         object.__setattr__(self, "extra_model_inference", tuple(self.extra_model_inference))
+        object.__setattr__(self, "differences", tuple(self.differences))
         if not self.rows or not self.columns:
             raise ValueError(f"table spec {self.id!r} needs at least one row and one column")
         n_labels = len(self.label_columns)
@@ -330,9 +344,14 @@ class TableSpec:
         for c in self.columns:
             if not isinstance(c.label, str):
                 raise ValueError(f"table spec {self.id!r}: column labels are strings, got {c.label!r}")
-        labels = [r.labels for r in self.rows]
+        labels = [r.display for r in self.rows] + [d.label for d in self.differences]
         if len(set(labels)) != len(labels):
             raise ValueError(f"table spec {self.id!r} has duplicate row labels")
+        shown = {r.display for r in self.rows}
+        for d in self.differences:
+            for label in (d.row, d.baseline):
+                if label not in shown:
+                    raise ValueError(f"table spec {self.id!r}: difference {d.label!r} names no row {label!r}")
         columns = self.column_labels
         if len(set(columns)) != len(columns):
             raise ValueError(f"table spec {self.id!r} has duplicate column labels")
