@@ -46,7 +46,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from taxonbench.errors import TaxonbenchError
 from taxonbench.registries import INFERENCE
 from taxonbench.inference.base import Inference
 from taxonbench.declare import param

@@ -8,6 +8,8 @@
 - :func:`encode_prompts` / :func:`prompt_embeddings`: unit-norm text embeddings
   of node prompts, in chunks (with gradients as the caller has them / frozen);
 - :func:`place_columns`: per-level scores written into one non-root node vector;
+- :func:`clip_scale_of`: CLIP's inverse temperature ``exp(logit_scale)``, clamped at 100 as CLIP does;
+- :class:`NodeTextCache`: every node's text embedding, encoded once per evaluation;
 - :class:`TextInitClassifier`: a cosine classifier whose weights start as the
   unit-norm text embeddings of its classes (HCCF §4.3, "CE loss + text embedding").
 """
@@ -84,6 +86,40 @@ def place_columns(parts: Sequence[torch.Tensor], columns: Sequence[torch.Tensor]
     return out.index_copy(1, torch.cat(list(columns)), torch.cat(list(parts), dim=1))
 
 
+MAX_SCALE = 100.0  # CLIP clamps exp(logit_scale) at 100
+TEXT_CHUNK = 1024  # prompts encoded at once when scoring every node
+
+
+def clip_scale_of(text: nn.Module) -> torch.Tensor:
+    """``s = exp(logit_scale)`` of a CLIP text tower, clamped at 100 (CLIP), with gradients."""
+    return text.logit_scale.exp().clamp(max=MAX_SCALE)
+
+
+class NodeTextCache:
+    """A mixin for methods that score every node by its prompt's embedding (:meth:`node_text_embeddings`):
+    :meth:`all_node_text` encodes them once in eval mode without gradients (evaluation; every batch reads
+    the same), and anew whenever gradients may flow (training)."""
+
+    _node_text: torch.Tensor | None = None
+
+    def node_text_embeddings(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def train(self, mode: bool = True):
+        self._node_text = None
+        return super().train(mode)  # type: ignore[misc]
+
+    def all_node_text(self) -> torch.Tensor:
+        """Every node's text embedding (row = node id); cached in eval mode without gradients."""
+        caching = not self.training and not torch.is_grad_enabled()  # type: ignore[attr-defined]
+        if caching and self._node_text is not None:
+            return self._node_text
+        out = self.node_text_embeddings()
+        if caching:
+            self._node_text = out
+        return out
+
+
 class TextInitClassifier(nn.Module):
     """Cosine classifier ``logits = s · normalize(x) Wᵀ`` with ``W`` initialised to unit text embeddings.
 
@@ -111,5 +147,6 @@ def clip_scale(text: nn.Module) -> float:
     return float(text.logit_scale.detach().exp())
 
 
-__all__ = ["LevelLayout", "LevelPromptHparams", "PromptHparams", "TextInitClassifier", "clip_scale",
+__all__ = ["LevelLayout", "LevelPromptHparams", "MAX_SCALE", "NodeTextCache", "PromptHparams", "TEXT_CHUNK",
+           "TextInitClassifier", "clip_scale", "clip_scale_of",
            "encode_prompts", "place_columns", "prompt_embeddings", "resolve_levels", "taxon_tokens", "text_tower_of"]

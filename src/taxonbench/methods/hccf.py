@@ -51,8 +51,11 @@ from torch import nn
 from taxonbench.declare import param
 from taxonbench.registries import METHODS
 from taxonbench.methods._clip_levels import (
+    TEXT_CHUNK,
     LevelLayout,
     LevelPromptHparams,
+    NodeTextCache,
+    clip_scale_of,
     encode_prompts,
     place_columns,
     resolve_levels,
@@ -60,9 +63,6 @@ from taxonbench.methods._clip_levels import (
     text_tower_of,
 )
 from taxonbench.methods.base import Method, loss_precision
-
-MAX_SCALE = 100.0  # CLIP clamps exp(logit_scale) at 100
-TEXT_CHUNK = 1024  # prompts encoded at once when scoring every node
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def clip_loss(similarity: torch.Tensor) -> torch.Tensor:
 
 
 @METHODS.register("hccf")
-class HCCF(Method):
+class HCCF(NodeTextCache, Method):
     output_kind = "level_softmax_logits"
     Hparams = HCCFHparams
     label_set_forward = True  # encodes the text of the taxa present in the batch
@@ -104,14 +104,9 @@ class HCCF(Method):
         for d, head in enumerate(self.heads, start=1):
             head.requires_grad_(d in self.levels)
         self.text.requires_grad_(bool(hp.train_text))
-        self._node_text: torch.Tensor | None = None  # cached at evaluation
-
-    def train(self, mode: bool = True) -> HCCF:
-        self._node_text = None
-        return super().train(mode)
 
     def scale(self) -> torch.Tensor:
-        return self.text.logit_scale.exp().clamp(max=MAX_SCALE)
+        return clip_scale_of(self.text)
 
     def level_embeddings(self, images: torch.Tensor, levels) -> dict[int, torch.Tensor]:
         """``{d: f̄^d(images)}`` for the given levels, each ``(B, E)`` unit-norm."""
@@ -122,15 +117,8 @@ class HCCF(Method):
         """Unit-norm text embeddings ``(len(nodes), E)`` of the nodes' prompts."""
         return self.text.encode(self.tokens[nodes], normalize=True)
 
-    def all_node_text(self) -> torch.Tensor:
-        """Every node's text embedding (row = node id); cached in eval mode without gradients."""
-        caching = not self.training and not torch.is_grad_enabled()
-        if caching and self._node_text is not None:
-            return self._node_text
-        out = encode_prompts(self.text, self.tokens, TEXT_CHUNK)
-        if caching:
-            self._node_text = out
-        return out
+    def node_text_embeddings(self) -> torch.Tensor:
+        return encode_prompts(self.text, self.tokens, TEXT_CHUNK)
 
     def _assemble(self, images: torch.Tensor, text: dict[int, tuple[torch.Tensor, torch.Tensor]],
                   fill: float) -> torch.Tensor:

@@ -57,8 +57,11 @@ from torch import nn
 from taxonbench.declare import param
 from taxonbench.methods import _lorentz
 from taxonbench.methods._clip_levels import (
+    TEXT_CHUNK,
     LevelLayout,
     LevelPromptHparams,
+    NodeTextCache,
+    clip_scale_of,
     encode_prompts,
     resolve_levels,
     taxon_tokens,
@@ -67,8 +70,6 @@ from taxonbench.methods._clip_levels import (
 from taxonbench.methods.base import Method, loss_precision
 from taxonbench.registries import METHODS
 
-MAX_SCALE = 100.0  # CLIP clamps exp(logit_scale) at 100
-TEXT_CHUNK = 1024  # prompts encoded at once when scoring every node
 CURVATURE_RANGE = 10.0  # MERU keeps c within [c0 / 10, 10 c0]
 
 
@@ -102,7 +103,7 @@ def contrastive_terms(similarity: torch.Tensor, positive: torch.Tensor, balance:
 
 
 @METHODS.register("level_restricted")
-class LevelRestricted(Method):
+class LevelRestricted(NodeTextCache, Method):
     output_kind = "level_softmax_logits"
     Hparams = LevelRestrictedHparams
     label_set_forward = True  # the columns are the batch's texts, read from the set of its labels
@@ -126,15 +127,10 @@ class LevelRestricted(Method):
             self.log_alpha_text = nn.Parameter(torch.tensor(start))
             self.log_curvature = nn.Parameter(torch.tensor(math.log(hp.curvature)),
                                               requires_grad=bool(hp.learn_curvature))
-        self._node_text: torch.Tensor | None = None  # every node's text embedding, cached at evaluation
-
-    def train(self, mode: bool = True) -> LevelRestricted:
-        self._node_text = None
-        return super().train(mode)
 
     # ------------------------------------------------------------------ embeddings and similarity
     def scale(self) -> torch.Tensor:
-        return self.text.logit_scale.exp().clamp(max=MAX_SCALE)
+        return clip_scale_of(self.text)
 
     def curvature(self) -> torch.Tensor:
         c0 = math.log(self.hparams.curvature)
@@ -160,15 +156,8 @@ class LevelRestricted(Method):
             return -self.scale() * _lorentz.pairwise_distance(images, texts, self.curvature())
         return self.scale() * images @ texts.T
 
-    def all_node_text(self) -> torch.Tensor:
-        """Every node's text embedding (row = node id); cached in eval mode without gradients."""
-        caching = not self.training and not torch.is_grad_enabled()
-        if caching and self._node_text is not None:
-            return self._node_text
-        out = self.embed_texts(self.tokens)
-        if caching:
-            self._node_text = out
-        return out
+    def node_text_embeddings(self) -> torch.Tensor:
+        return self.embed_texts(self.tokens)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Every non-root node's logit ``S(image, text of the node)``."""

@@ -54,7 +54,6 @@ class SoftLabels(Method):
 
     def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
         super().__init__(backbone, taxonomy, hparams, experiment)
-        beta = self.hparams.beta
         height = node_heights(taxonomy)
         distance = height / max(int(height[0]), 1)  # d = h / h_max, h_max = h(root)
         self.register_buffer("distance", torch.as_tensor(distance, dtype=torch.float32), persistent=False)

@@ -42,7 +42,6 @@ class Softmargin(Method):
 
     def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
         super().__init__(backbone, taxonomy, hparams, experiment)
-        tau = self.hparams.margin
         self.tree = TreeOps(taxonomy)
         self.head = nn.Linear(self.num_features, self.output_dim())
 
