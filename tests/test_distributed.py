@@ -50,14 +50,14 @@ ATOL = 1e-4
 RTOL = 1e-5
 
 
-def _settings(method: str, n_epochs: int, **train) -> dict:
+def _settings(method: str, n_epochs: int, hparams: dict | None = None, **train) -> dict:
     base = {"epochs": n_epochs, "batch_size": 8, "num_workers": 0,
             "augment": {"random_crop_padding": 2, "hflip": True}, **train}
     cfg = validate_params({
         "device": "cpu",
         "datasets": {"toy": {"source": "synthetic"}},
         "train": base,
-        "methods": {method: {}},
+        "methods": {method: hparams or {}},
         "experiments": {"datasets": ["toy"], "methods": [method], "inference": ["native"]},
     })
     return train_settings(cfg, "toy", method)
@@ -190,6 +190,18 @@ def test_hccf_contrastive_loss_two_ranks_equal_one_process(tmp_path):
     # 34 images: the last batch of 2 gives each rank one image, whose InfoNCE needs the other's text
     shards = _shards(tmp_path, 34)
     settings = _settings("hccf", 2, backbone="open_clip:taxonbench-tiny-clip",
+                         optimizer={"name": "sgd", "lr": 0.001}, cache_decoded_mb=0)
+    training.train(settings, shards, tmp_path / "one", progress=False)
+    assert _two_ranks(settings, shards, tmp_path / "two") == [0, 0]
+    _assert_same_training(tmp_path / "one", tmp_path / "two")
+
+
+def test_level_restricted_loss_two_ranks_equal_one_process(tmp_path):
+    """The banks of unique texts come from the global batch's labels; each rank scores its images against them
+    (and, hyperbolic, their entailment violations): the gathered rows give the one-process loss."""
+    pytest.importorskip("open_clip")
+    shards = _shards(tmp_path, 34)
+    settings = _settings("level_restricted", 2, {"geometry": "hyperbolic"}, backbone="open_clip:taxonbench-tiny-clip",
                          optimizer={"name": "sgd", "lr": 0.001}, cache_decoded_mb=0)
     training.train(settings, shards, tmp_path / "one", progress=False)
     assert _two_ranks(settings, shards, tmp_path / "two") == [0, 0]

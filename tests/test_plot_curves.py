@@ -243,3 +243,5 @@ def test_a_table_without_curved_inference_gets_no_panel():
     probe = {"datasets": {k: "d" for k in ("ImageNet", "DeepFashion", "iNaturalist", "ModelNet40")}}
     panel = table_panel("himulcon_table1", probe, "d", {("himulcone", "linear_probe")})
     assert panel is not None and list(panel.curves.values()) == [("himulcone", "linear_probe")]
+    # the thesis's label-graph tables read no registered inference: no panel, no error
+    assert table_panel("dhall_thesis_table6_1", {"dataset": "d"}, "d", set()) is None

@@ -17,23 +17,30 @@ the Lorentzian inner product ``⟨x, y⟩_L = x_s · y_s − x_t y_t`` (``x_t`` 
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import torch
-
-with warnings.catch_warnings():  # geoopt 0.5 decorates with torch.jit.script, which torch 2.x deprecates
-    warnings.simplefilter("ignore", FutureWarning)
-    from geoopt.manifolds.lorentz import math as lorentz_math
 
 #: MERU's minimum cone radius ``K`` near the origin (its ``_min_radius``)
 MIN_RADIUS = 0.1
 EPS = 1e-6
 
 
+@functools.cache
+def _geoopt_lorentz():
+    """geoopt's Lorentz maths, imported on first use (about 0.5 s: every method module is imported when the
+    method registry is read, so a job that never builds a hyperbolic model does not pay for it)."""
+    with warnings.catch_warnings():  # geoopt 0.5 decorates with torch.jit.script, which torch 2.x deprecates
+        warnings.simplefilter("ignore", FutureWarning)
+        from geoopt.manifolds.lorentz import math
+    return math
+
+
 def lift(v: torch.Tensor, curvature: torch.Tensor) -> torch.Tensor:
     """Points ``(…, E + 1)`` on the hyperboloid (time component first): ``exp_0([0, v])`` (MERU Eq. 2)."""
     tangent = torch.cat([torch.zeros_like(v[..., :1]), v], dim=-1)
-    return lorentz_math.expmap0(tangent, k=1.0 / curvature)
+    return _geoopt_lorentz().expmap0(tangent, k=1.0 / curvature)
 
 
 def lorentz_inner(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -43,7 +50,7 @@ def lorentz_inner(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def pairwise_distance(x: torch.Tensor, y: torch.Tensor, curvature: torch.Tensor) -> torch.Tensor:
     """``(1/√c) arccosh(−c ⟨x_i, y_j⟩_L)`` for every pair (MERU Eq. 1; geoopt's ``arcosh``, clamped at 1)."""
-    return lorentz_math.arcosh((-curvature * lorentz_inner(x, y)).clamp(min=1.0 + EPS)) / curvature.sqrt()
+    return _geoopt_lorentz().arcosh((-curvature * lorentz_inner(x, y)).clamp(min=1.0 + EPS)) / curvature.sqrt()
 
 
 def half_aperture(x: torch.Tensor, curvature: torch.Tensor) -> torch.Tensor:
