@@ -169,7 +169,7 @@ def table_panel(table_id: str, params: Mapping, dataset: str, available: set[Exp
     for _, experiments, _ in per_row:
         for e in experiments:
             counts[e] = counts.get(e, 0) + 1
-    title = f"{spec.source or spec.id} ({spec.id})"
+    title = textwrap.fill(f"{spec.source or spec.id} ({spec.id})", 48)
     if spec.caption:
         title += "\n" + textwrap.fill(spec.caption, 48)
     panel = Panel(title=title, table=spec.id)
@@ -282,11 +282,11 @@ def draw_panels(
     fig.suptitle(title, fontsize=12)
     caption = (
         "Operating curves: correct vs info recall as the threshold goes from 1 to 0. "
-        "A table panel shows the rows of one paper table, labelled as in the paper;\n"
+        "A table panel shows the rows of one paper table, labelled as in the paper; "
         "markers: the paper's own R@90C (circle) and R@95C (square) of that row, in the colour "
         "of its curve. Other panels: the experiments of no table, by method."
     )
-    fig.supxlabel(caption, fontsize=8)
+    fig.supxlabel(textwrap.fill(caption, int(width * 15)), fontsize=8)  # ~15 characters of 8 pt per inch
     return fig
 
 
