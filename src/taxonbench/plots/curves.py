@@ -132,7 +132,7 @@ def table_panel(table_id: str, params: Mapping, dataset: str, available: set[Exp
     levels as rows) is labelled ``method / inference``. Paper points come from
     the columns whose metric key is in :data:`PAPER_POINTS`.
     """
-    from taxonbench.plan import inference_declarations
+    from taxonbench.declarations import inference_declarations
     from taxonbench.tables import load_reference, resolve_table
 
     declared = inference_declarations()
