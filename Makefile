@@ -7,10 +7,11 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: setup run test test-fast lint bench clean
 
+# --no-cache-dir: torch's CUDA wheels are ~3 GB; a cached copy would double the disk an install needs
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e ".[test]"
+	$(VENV)/bin/pip install --quiet --no-cache-dir --upgrade pip
+	$(VENV)/bin/pip install --quiet --no-cache-dir -e ".[test]"
 	touch $@
 
 setup: $(VENV)/.installed
