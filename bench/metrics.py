@@ -2,25 +2,36 @@
 
 Builds an iNat21-shaped tree (a root and 7 ranks of 3/13/51/273/1103/4900/10000
 nodes; 16,344 nodes, 10,000 leaves; children spread evenly over the rank
-above), generates random hierarchically consistent node scores chunk by chunk
-(a softmax over leaf logits, summed up the tree; ``--scores sigmoid`` turns
-them into inconsistent per-node sigmoids), and runs every registered family
-through :func:`taxonbench.metrics.evaluate`.
+above), or with ``--tree random`` an unbalanced 7-rank tree of about 2,000
+nodes, generates random node scores chunk by chunk and runs every registered
+family through :func:`taxonbench.metrics.evaluate`, for both kinds of scores:
 
-Two passes over identical data: a baseline that only generates the scores,
-then generation + evaluate. Metric time = total - generation (the baseline
-pass), and, less sensitive to load on a shared machine, total - the time the
-second pass itself spent generating. Peak memory is the process's peak
-resident set size (``getrusage``), read after each pass.
+- ``softmax``: hierarchically consistent scores, a softmax over leaf logits
+  summed up the tree (rank by rank on the iNat21-shaped tree; on the random
+  tree as the product with the leaf-ancestor matrix, whose result is
+  column-major, as a caller's sparse product would be);
+- ``sigmoid``: inconsistent per-node sigmoids that follow them,
+  ``sigmoid(logit(p) + noise)``.
+
+Each kind runs in its own process (so that its peak memory is its own) with
+two passes over identical data: a baseline that only generates the scores,
+then generation + evaluate. Metric time = total - the time the second pass
+itself spent generating (less sensitive to load on a shared machine than
+total - baseline, also printed). Peak memory is the process's peak resident
+set size (``getrusage``), read after each pass. The last line is the ratio of
+the consistent to the inconsistent metric time, measured in the same run.
 
     .venv/bin/python bench/metrics.py --samples 100000 --chunk 4096
+    .venv/bin/python bench/metrics.py --tree random --samples 20000 --families operating_curve
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -47,27 +58,56 @@ def inat21_shaped_taxonomy() -> Taxonomy:
                                                           enumerate(RANK_SIZES, 1) for _ in range(s)])
 
 
-class ScoreGenerator:
-    """Reproducible consistent node scores: chunk ``c`` depends only on (seed, c)."""
+#: Rank sizes of the ``--tree random`` tree: 1,992 nodes, every rank at least as wide as the one above.
+RANDOM_RANK_SIZES = (3, 8, 20, 60, 200, 600, 1100)
 
-    def __init__(self, taxonomy: Taxonomy, seed: int = 0, kind: str = "softmax") -> None:
+
+def random_taxonomy(seed: int = 0) -> Taxonomy:
+    """Root + 7 ranks; every node of a rank has a child, the others' parents drawn at random (unbalanced)."""
+    rng = np.random.default_rng(seed)
+    parent = [-1]
+    above = np.array([0])
+    next_id = 1
+    for size in RANDOM_RANK_SIZES:
+        parent.extend(np.sort(np.r_[above, rng.choice(above, size - len(above))]).tolist())
+        above = np.arange(next_id, next_id + size)
+        next_id += size
+    return Taxonomy.from_parents(parent, rank=["root"] + [f"rank{d}" for d, s in
+                                                          enumerate(RANDOM_RANK_SIZES, 1) for _ in range(s)])
+
+
+#: tree -> (builder, how the consistent scores are summed up the tree: by rank, or by the matrix product)
+TREES = {"inat21": (inat21_shaped_taxonomy, True), "random": (random_taxonomy, False)}
+
+
+class ScoreGenerator:
+    """Reproducible node scores: chunk ``c`` depends only on (seed, c).
+
+    With ``by_rank`` (a tree whose ranks occupy contiguous id ranges with
+    sorted parents: the iNat21-shaped one) the leaf softmax is summed up rank
+    by rank (one ``reduceat`` a rank); otherwise it is multiplied by the sparse
+    leaf-ancestor matrix (a column-major result).
+    """
+
+    def __init__(self, taxonomy: Taxonomy, seed: int = 0, kind: str = "softmax", by_rank: bool = True) -> None:
         self.tax = taxonomy
         self.seed = seed
         self.kind = kind
         parent, depth = taxonomy.parent, taxonomy.depth
-        # Rank r occupies a contiguous id range; its nodes' parents are sorted,
-        # so summing a rank into the one above is one reduceat per rank.
-        self.levels = []
-        for d in range(taxonomy.max_depth, 0, -1):
+        self.levels: list[tuple[slice, slice, np.ndarray]] | None = [] if by_rank else None
+        for d in range(taxonomy.max_depth, 0, -1) if by_rank else ():
             ids = np.flatnonzero(depth == d)
             above = np.flatnonzero(depth == d - 1)
-            assert np.array_equal(ids, np.arange(ids[0], ids[-1] + 1))
             par = parent[ids]
-            assert np.all(np.diff(par) >= 0) and np.array_equal(np.unique(par), above)
+            if not (np.array_equal(ids, np.arange(ids[0], ids[-1] + 1)) and np.all(np.diff(par) >= 0)
+                    and np.array_equal(np.unique(par), above)):
+                raise ValueError("summing by rank needs contiguous ranks with sorted parents")
             starts = np.flatnonzero(np.r_[True, par[1:] != par[:-1]])
             self.levels.append((slice(ids[0], ids[-1] + 1), slice(above[0], above[-1] + 1), starts))
-        self.leaf_slice = self.levels[0][0]
-        assert np.array_equal(taxonomy.leaf_nodes, np.arange(self.leaf_slice.start, self.leaf_slice.stop))
+        leaves = taxonomy.leaf_nodes
+        self.by_rank = by_rank
+        if by_rank and not np.array_equal(leaves, np.arange(leaves[0], leaves[-1] + 1)):
+            raise ValueError("summing by rank needs the leaves to be the last, contiguous rank")
 
     def chunk(self, c: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
         tax = self.tax
@@ -80,10 +120,13 @@ class ScoreGenerator:
         logits -= logits.max(axis=1, keepdims=True)
         np.exp(logits, out=logits)
         logits /= logits.sum(axis=1, keepdims=True)
-        p = np.empty((rows, tax.n_nodes), dtype=np.float32)
-        p[:, self.leaf_slice] = logits
-        for ids, above, starts in self.levels:
-            p[:, above] = np.add.reduceat(p[:, ids], starts, axis=1)
+        if self.by_rank:
+            p = np.empty((rows, tax.n_nodes), dtype=np.float32)
+            p[:, tax.leaf_nodes[0]:tax.leaf_nodes[-1] + 1] = logits
+            for ids, above, starts in self.levels:
+                p[:, above] = np.add.reduceat(p[:, ids], starts, axis=1)
+        else:
+            p = np.asarray(logits @ tax.leaf_ancestor_matrix, dtype=np.float32)
         if self.kind == "sigmoid":
             # Inconsistent scores (independent per-node sigmoids) that still
             # follow the consistent ones: sigmoid(logit(p) + noise).
@@ -102,22 +145,15 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--samples", type=int, default=100_000)
-    ap.add_argument("--chunk", type=int, default=4096, help="rows per chunk fed to evaluate")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--families", nargs="*", default=None, help="default: all registered")
-    ap.add_argument("--scores", choices=["softmax", "sigmoid"], default="softmax",
-                    help="consistent leaf softmax (default) or inconsistent per-node sigmoids")
-    args = ap.parse_args(argv)
-
+def measure(args: argparse.Namespace) -> dict:
+    """One kind of scores, in this process: the two passes' times, peak memory and the metrics."""
     t0 = time.perf_counter()
-    tax = inat21_shaped_taxonomy()
-    gen = ScoreGenerator(tax, args.seed, args.scores)
-    # Sanity: the level sums equal the leaf-ancestor matrix product.
+    build, by_rank = TREES[args.tree]
+    tax = build()
+    gen = ScoreGenerator(tax, args.seed, args.scores, by_rank)
+    # Sanity: the generated consistent scores equal the leaf-ancestor matrix product.
     p, _ = ScoreGenerator(tax, args.seed).chunk(0, 8)
-    leaf = p[:, gen.leaf_slice].astype(np.float64)
+    leaf = p[:, tax.leaf_nodes].astype(np.float64)
     np.testing.assert_allclose(p, np.asarray(leaf @ tax.leaf_ancestor_matrix), atol=1e-5)
     _ = tax.ancestor_table, tax.info, tax.n_children  # build cached structures up front
     t_setup = time.perf_counter() - t0
@@ -125,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     checksum = 0.0
-    for p, gt in gen.chunks(args.samples, args.chunk):
+    for p, _gt in gen.chunks(args.samples, args.chunk):
         checksum += float(p[:, 0].sum())
     t_gen = time.perf_counter() - t0
     rss_gen = peak_rss_gib()
@@ -145,30 +181,77 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     metrics, curve = evaluate(timed_chunks(), tax, args.families)
     t_total = time.perf_counter() - t0
-    rss_total = peak_rss_gib()
-    t_metric = t_total - t_gen
-    t_metric_in_pass = t_total - in_pass_gen[0]
+    return {
+        "tree": f"{tax.n_nodes} nodes, {tax.n_leaves} leaves, depth {tax.max_depth}",
+        "root_mean": checksum / args.samples,
+        "setup": t_setup, "rss_setup": rss_setup, "generation": t_gen, "rss_generation": rss_gen,
+        "total": t_total, "rss_total": peak_rss_gib(), "generating_in_pass": in_pass_gen[0],
+        "metrics": {k: float(v) for k, v in metrics.items()},
+        "curve": {k: len(v) for k, v in curve.items()},
+    }
 
-    print(f"iNat21-shaped tree: {tax.n_nodes} nodes, {tax.n_leaves} leaves, depth {tax.max_depth}; "
-          f"{args.samples} samples in chunks of {args.chunk}; {args.scores} scores, float32")
-    print(f"(mean root score {checksum / args.samples:.6f}; "
-          f"{len(os.sched_getaffinity(0))} CPU(s) available)\n")
+
+def report(kind: str, r: dict, samples: int) -> float:
+    """Print one kind's phases; return its metric time (total - timed generation)."""
+    t_metric = r["total"] - r["generating_in_pass"]
+    print(f"## {kind} scores (mean root score {r['root_mean']:.6f})")
     rows = [
-        ("setup (tree, caches)", t_setup, rss_setup),
-        ("generation only (baseline)", t_gen, rss_gen),
-        ("generation + evaluate", t_total, rss_total),
-        ("  of which generating (timed)", in_pass_gen[0], float("nan")),
-        ("metrics = total - generation", t_metric, float("nan")),
-        ("metrics = total - timed gen.", t_metric_in_pass, float("nan")),
+        ("setup (tree, caches)", r["setup"], r["rss_setup"]),
+        ("generation only (baseline)", r["generation"], r["rss_generation"]),
+        ("generation + evaluate", r["total"], r["rss_total"]),
+        ("  of which generating (timed)", r["generating_in_pass"], float("nan")),
+        ("metrics = total - generation", r["total"] - r["generation"], float("nan")),
+        ("metrics = total - timed gen.", t_metric, float("nan")),
     ]
     print(f"{'phase':<32}{'seconds':>10}{'peak RSS GiB':>15}")
     for name, sec, rss in rows:
         print(f"{name:<32}{sec:>10.2f}{rss:>15.2f}")
-    print(f"{'ratio total / generation':<32}{t_total / t_gen:>10.2f}")
-    print(f"{'metric throughput (samples/s)':<32}{args.samples / max(t_metric_in_pass, 1e-9):>10.0f}\n")
-    for key, value in metrics.items():
-        print(f"  {key:<26}{value:.6g}" if isinstance(value, float) else f"  {key:<26}{value}")
-    print(f"  curve: {', '.join(f'{k}[{len(v)}]' for k, v in curve.items())}")
+    print(f"{'ratio total / generation':<32}{r['total'] / r['generation']:>10.2f}")
+    print(f"{'metric throughput (samples/s)':<32}{samples / max(t_metric, 1e-9):>10.0f}\n")
+    for key, value in r["metrics"].items():
+        print(f"  {key:<26}{value:.6g}")
+    print(f"  curve: {', '.join(f'{k}[{n}]' for k, n in r['curve'].items())}\n")
+    return t_metric
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--samples", type=int, default=100_000)
+    ap.add_argument("--chunk", type=int, default=4096, help="rows per chunk fed to evaluate")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tree", choices=sorted(TREES), default="inat21")
+    ap.add_argument("--families", nargs="*", default=None, help="default: all registered")
+    ap.add_argument("--scores", choices=["both", "softmax", "sigmoid"], default="both",
+                    help="consistent leaf softmax, inconsistent per-node sigmoids, or both (default), "
+                         "each in its own process")
+    ap.add_argument("--json", default=None, help=argparse.SUPPRESS)  # a child process's result file
+    args = ap.parse_args(argv)
+
+    if args.scores != "both":
+        result = measure(args)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result, f)
+        else:
+            report(args.scores, result, args.samples)
+        return 0
+
+    results = {}
+    for kind in ("softmax", "sigmoid"):
+        out = f"/tmp/taxonbench_bench_metrics_{os.getpid()}_{kind}.json"
+        cmd = [sys.executable, __file__, "--samples", str(args.samples), "--chunk", str(args.chunk),
+               "--seed", str(args.seed), "--tree", args.tree, "--scores", kind, "--json", out]
+        if args.families is not None:
+            cmd += ["--families", *args.families]
+        subprocess.run(cmd, check=True)
+        with open(out) as f:
+            results[kind] = json.load(f)
+        os.unlink(out)
+    print(f"{args.tree} tree: {results['softmax']['tree']}; {args.samples} samples in chunks of "
+          f"{args.chunk}; float32 scores; {len(os.sched_getaffinity(0))} CPU(s) available\n")
+    t = {kind: report(kind, r, args.samples) for kind, r in results.items()}
+    print(f"ratio of metric times, consistent / sigmoid: {t['softmax'] / t['sigmoid']:.2f} "
+          f"({t['softmax']:.2f} s vs {t['sigmoid']:.2f} s)")
     return 0
 
 

@@ -288,6 +288,18 @@ def _random_problem(seed: int, n: int = 300):
     return tax, p, g
 
 
+def assert_same_results(metrics, curve, expected, expected_curve):
+    """Same metric keys, every value (NaN included) and curve column to 1e-12."""
+    assert metrics.keys() == expected.keys()
+    for key, value in expected.items():
+        if isinstance(value, float) and math.isnan(value):
+            assert math.isnan(metrics[key])
+        else:
+            assert metrics[key] == pytest.approx(value, abs=1e-12), key
+    for key in expected_curve:
+        np.testing.assert_allclose(curve[key], expected_curve[key], rtol=0, atol=1e-12)
+
+
 def test_chunking_invariance(monkeypatch):
     tax, p, g = _random_problem(11)
     whole, whole_curve = evaluate([(p, g)], tax)
@@ -295,14 +307,18 @@ def test_chunking_invariance(monkeypatch):
     chunks = [(p[a:b], g[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
     monkeypatch.setattr(metrics_pkg, "BLOCK_ELEMENTS", 7 * tax.n_nodes)  # also split inside chunks
     parts, parts_curve = evaluate(iter(chunks), tax)
-    assert whole.keys() == parts.keys()
-    for key, value in whole.items():
-        if isinstance(value, float) and math.isnan(value):
-            assert math.isnan(parts[key])
-        else:
-            assert parts[key] == pytest.approx(value, abs=1e-12), key
-    for key in whole_curve:
-        np.testing.assert_allclose(parts_curve[key], whole_curve[key], rtol=0, atol=1e-12)
+    assert_same_results(parts, parts_curve, whole, whole_curve)
+
+
+def test_column_major_scores_give_the_same_metrics():
+    """A column-major array (what a dense x sparse product returns) is evaluated as its row-major copy:
+    same numbers to 1e-12 (the families read row-major blocks; bench/metrics.py --tree random times it)."""
+    tax, p, g = _random_problem(12)
+    fortran = np.asfortranarray(p)
+    assert fortran.flags.f_contiguous and not fortran.flags.c_contiguous
+    rows, rows_curve = evaluate([(p, g)], tax)
+    cols, cols_curve = evaluate([(fortran, g)], tax)
+    assert_same_results(cols, cols_curve, rows, rows_curve)
 
 
 # ---------------------------------------------------------- registry / API

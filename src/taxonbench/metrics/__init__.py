@@ -174,7 +174,9 @@ def _stream(chunks: Iterable[tuple[Any, Any]], taxonomy: Taxonomy, kind: str,
                 raise TaxonbenchError(f"{what}: embeddings must be (samples x dim) with one leaf per row; "
                                       f"got {p.shape} and {g.shape}")
         for rows in _blocks(len(p), p.shape[1]):
-            block = p[rows]
+            # Row-major blocks: the families gather columns row by row, which on a column-major
+            # array (a sparse product's result, say) is an order of magnitude slower.
+            block = np.ascontiguousarray(p[rows])
             check_finite(block, row_offset=n_samples + rows.start)
             for consume in consumers:
                 consume(block, g[rows])
