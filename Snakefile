@@ -15,6 +15,7 @@ include: "workflow/rules/infer.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/label_graph.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/leaderboard.smk"
 
 
 rule all:

@@ -31,6 +31,7 @@ BIN = Path(sys.executable).parent
 COPIED = ("Snakefile", "dvc.yaml", ".dvcignore", ".gitignore", "profiles", "environment.yml")
 MODEL = "results/models/tiny/flat_softmax/model.pt"
 METRICS = "results/metrics/tiny/flat_softmax/bottom_up.json"
+LEADERBOARD = "results/metrics/leaderboard.json"
 NOTHING = "Nothing to be done"
 # test_e2e's tiny set with fewer jobs: one plain and one fitted inference (a map under
 # results/models made from results/logits), and no tables (dvc.yaml copes with their absence)
@@ -121,11 +122,11 @@ def _touch_tree(path: Path, mtime: float) -> None:
 def test_git_holds_the_metrics_and_the_remote_the_rest(pushed):
     project, remote = pushed
     tracked = _git(project, "ls-files").split()
-    assert METRICS in tracked and "dvc.lock" in tracked and ".dvc/config" in tracked
+    assert METRICS in tracked and LEADERBOARD in tracked and "dvc.lock" in tracked and ".dvc/config" in tracked
     assert not [f for f in tracked if f.startswith(("data/", "results/models", "results/logits", ".snakemake"))]
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     outs = {o["path"] for o in lock["stages"]["pipeline"]["outs"]}
-    assert {"data/shards", "results/models", "results/logits", ".snakemake/metadata"} <= outs
+    assert {"data/shards", "results/models", "results/logits", "results/leaderboard", ".snakemake/metadata"} <= outs
     assert (project / "results" / "tables").is_dir()  # empty: this set asks for no table
     assert sum(1 for f in remote.rglob("*") if f.is_file()) > 20  # the cached files, content-addressed
 
@@ -186,3 +187,6 @@ def test_exp_run_with_a_param_override_is_a_new_experiment_and_metrics_diff_show
     # HEAD's values come from git (committed metrics), the workspace's from the experiment
     changed = {k for k, v in diff[METRICS].items() if v["old"] is not None and v["new"] != v["old"]}
     assert changed & {"ap", "ac", "leaf_top1", "leaf_f1"}, diff
+    # the leaderboard's numbers, dataset.experiment.inference.metric, change with them
+    board = {k for k, v in diff[LEADERBOARD].items() if v["old"] is not None and v["new"] != v["old"]}
+    assert board & {f"tiny.flat_softmax.bottom_up.{m}" for m in changed}, diff[LEADERBOARD]

@@ -155,6 +155,28 @@ def cmd_curves_figure(args) -> None:
     plot_dataset_curves(args.curves, args.out, title=args.title, tables=tables, dataset=args.dataset)
 
 
+def cmd_leaderboard(args) -> None:
+    from taxonbench.leaderboard import write_leaderboards
+    from taxonbench.leaderboard.entries import entries_from_metrics
+    from taxonbench.params import parse_settings
+
+    entries = entries_from_metrics(args.metrics, parse_settings(args.experiments, "--experiments"))
+    written = write_leaderboards(entries, args.out, args.json)
+    print(f"wrote the leaderboards of {len(entries)} dataset(s) ({len(args.metrics)} rows): "
+          f"{args.out}/<dataset>.{{csv,md,html,png}} and {args.json}")
+    for path in written:
+        print(f"  {path}")
+
+
+def cmd_results_page(args) -> None:
+    from taxonbench.params import parse_settings
+    from taxonbench.results_page import write_results_page
+
+    for path in write_results_page(parse_settings(args.tables, "--tables"), args.tables_dir, args.leaderboards,
+                                   args.out, args.figure, args.figure_out):
+        print(f"wrote {path}")
+
+
 def cmd_figure(args) -> None:
     from taxonbench.figures import build_figure
 
@@ -340,6 +362,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None, help="the dataset of the curves (default: from their paths)")
     p.add_argument("curves", nargs="+", help="curve CSVs results/curves/<dataset>/<method>/<inference>.csv")
     p.set_defaults(func=cmd_curves_figure)
+
+    p = sub.add_parser("leaderboard", help="one board per dataset: every experiment, columns by metric family")
+    p.add_argument("--experiments", required=True, metavar="JSON",
+                   help="dataset -> experiment -> method, backbone, trained_on (what the Snakemake rule passes)")
+    p.add_argument("--out", default="results/leaderboard", help="directory of <dataset>.{csv,md,html,png}")
+    p.add_argument("--json", default="results/metrics/leaderboard.json",
+                   help="every board's metrics as one JSON file (for dvc metrics diff)")
+    p.add_argument("metrics", nargs="+", help="metrics files results/metrics/<dataset>/<experiment>/<inference>.json")
+    p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser("results-page", help="docs/results.md: the run's leaderboards and paper tables")
+    p.add_argument("--tables", required=True, metavar="JSON", help="the params tables: block as JSON")
+    p.add_argument("--tables-dir", default="results/tables")
+    p.add_argument("--out", default="docs/results.md")
+    p.add_argument("--figure", default=None, help="a leaderboard figure to copy beside the page")
+    p.add_argument("--figure-out", default="docs/img/leaderboard.png")
+    p.add_argument("leaderboards", nargs="*", help="the leaderboards' Markdown files, in page order")
+    p.set_defaults(func=cmd_results_page)
 
     p = sub.add_parser("figure", help="draw one registered paper figure (`taxonbench list`: figures) from a run")
     p.add_argument("--figure", required=True, help="the figure id, e.g. dhall_thesis_fig4_2")

@@ -14,6 +14,7 @@ from taxonbench.params import dataset_settings, inference_options, train_setting
 from taxonbench import plan
 from taxonbench.figures import figure_inputs as figure_files
 from taxonbench.label_graph import settings as label_graph
+from taxonbench.leaderboard.entries import experiment_info
 
 try:  # the schema and every declaration (method hyper-parameters, inference options), before any job
     PARAMS = plan.validate(config, source="params (snakemake config)")
@@ -225,6 +226,18 @@ def table_outputs():
     )
 
 
+EXPERIMENT_INFO = experiment_info(PARAMS)  # dataset -> experiment -> method, backbone, trained_on
+LEADERBOARD_DATASETS = list(EXPERIMENT_INFO)
+
+
+def leaderboard_experiments(wildcards):
+    return json.dumps(EXPERIMENT_INFO, sort_keys=True)
+
+
+def leaderboard_outputs():
+    return expand("results/leaderboard/{dataset}.{ext}", dataset=LEADERBOARD_DATASETS, ext=["csv", "md", "html", "png"])
+
+
 def logits_files():
     return [
         f"results/logits/{d}/{m}/{split}.parquet"
@@ -279,6 +292,8 @@ def get_final_outputs():
         + metrics_files()
         + label_metrics_files()
         + table_outputs()
+        + leaderboard_outputs()
+        + ["docs/results.md", "docs/img/leaderboard.png"]
         + expand("results/figures/operating_curves_{dataset}.png", dataset=CURVED_DATASETS)
         + expand("results/figures/{dataset}_samples.png", dataset=DATASETS)
         + expand("results/figures/{figure}.png", figure=list(FIGURES))

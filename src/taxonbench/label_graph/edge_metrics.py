@@ -22,6 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from taxonbench.metrics import Headline
+
+#: the label-graph metrics on the leaderboard (label-only and joint experiments; taxonbench.leaderboard)
+HEADLINE = Headline("label graph", {"test_edge_f1": "edge F1, test edges", "full_f1": "reconstruction F1"})
+
 
 @dataclass(frozen=True)
 class EdgeScores:

@@ -17,6 +17,8 @@ A family is a class registered in :data:`METRIC_FAMILIES` that declares
   evaluation split's queries in a gallery (``experiments.gallery_split``);
 * ``units`` -- metric name -> unit (``fraction`` in [0, 1], ``percent``,
   ``count``, ``real``), written beside the values in the metrics JSON;
+* ``headline`` -- a :class:`Headline`: the leaderboard group the family's
+  columns go to and the few metrics shown there (:mod:`taxonbench.leaderboard`);
 
 and implements
 
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -56,12 +59,33 @@ BLOCK_ELEMENTS = 1 << 23
 OPTIONAL_ROLES = ("gallery",)
 
 
+@dataclass(frozen=True)
+class Headline:
+    """A family's leaderboard columns: its group, metric -> column label, and which way is better.
+
+    ``lower_is_better``: metrics where smaller wins (a mistake's severity); ``unranked``: metrics with
+    no better direction (labels predicted per image). Every other column: larger wins.
+    """
+
+    group: str
+    columns: dict[str, str]
+    lower_is_better: frozenset[str] = field(default_factory=frozenset)
+    unranked: frozenset[str] = field(default_factory=frozenset)
+
+    def better(self, metric: str) -> str | None:
+        """``"higher"``, ``"lower"`` or ``None`` (unranked)."""
+        if metric in self.unranked:
+            return None
+        return "lower" if metric in self.lower_is_better else "higher"
+
+
 class MetricFamily(Protocol):
     """What :func:`evaluate` needs from a registered family."""
 
     reads: str
     splits: tuple[str, ...]
     units: dict[str, str]
+    headline: Headline
 
     def __init__(self, taxonomy: Taxonomy) -> None: ...
 
@@ -253,6 +277,7 @@ def evaluate(
 
 __all__ = [
     "BLOCK_ELEMENTS",
+    "Headline",
     "METRIC_FAMILIES",
     "MetricFamily",
     "check_chunk",

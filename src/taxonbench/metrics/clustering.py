@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from taxonbench.metrics.retrieval import EmbeddingRows
+from taxonbench.metrics import Headline
 from taxonbench.registries import METRIC_FAMILIES
 from taxonbench.taxonomy import Taxonomy
 
@@ -28,6 +29,7 @@ class Clustering:
     reads = "embeddings"
     splits = ("eval",)
     units = {"category_nmi": "fraction", "product_nmi_L{level}": "fraction"}
+    headline = Headline("representation", {"category_nmi": "NMI"})
 
     def __init__(self, taxonomy: Taxonomy) -> None:
         self.taxonomy = taxonomy

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from taxonbench.metrics import Headline
 from taxonbench.registries import METRIC_FAMILIES
 from taxonbench.taxonomy import Taxonomy
 
@@ -32,6 +33,7 @@ class HitAtK:
     reads = "node_prob"
     splits = ("eval",)
     units = {f"hit_at_{k}{lvl}": "fraction" for k in KS for lvl in ("", "_L{level}", "_levels")}
+    headline = Headline("top-k", {"hit_at_5": "hit@5"})  # hit@1 = leaf top-1; its level mean = mean level acc.
 
     def __init__(self, taxonomy: Taxonomy) -> None:
         self.taxonomy = taxonomy

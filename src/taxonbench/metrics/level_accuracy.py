@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from taxonbench.metrics import Headline
 from taxonbench.registries import METRIC_FAMILIES
 from taxonbench.taxonomy import Taxonomy
 
@@ -60,6 +61,8 @@ class LevelAccuracy:
     splits = ("eval",)
     units = {"level_acc_L{level}": "fraction", "mean_level_acc": "fraction",
              "top_down_acc_L{level}": "fraction", "nlca": "fraction", "consistency": "fraction"}
+    headline = Headline("zero-shot / consistency", {"mean_level_acc": "mean level acc.", "nlca": "nLCA",
+                                                    "consistency": "consistency"})
 
     def __init__(self, taxonomy: Taxonomy) -> None:
         self.taxonomy = taxonomy

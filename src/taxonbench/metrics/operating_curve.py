@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from taxonbench.metrics import Headline
 from taxonbench.registries import METRIC_FAMILIES
 from taxonbench.taxonomy import Taxonomy
 
@@ -208,6 +209,9 @@ class OperatingCurve:
     splits = ("eval",)
     units = {"ap": "fraction", "ac": "fraction", "r_at_90c": "fraction", "r_at_95c": "fraction",
              "majority_f1": "fraction", "leaf_f1": "fraction", "leaf_top1": "fraction"}
+    headline = Headline("operating curve", {"ap": "AP", "ac": "AC", "r_at_90c": "R@90C", "r_at_95c": "R@95C",
+                                            "majority_f1": "majority F1", "leaf_f1": "leaf F1",
+                                            "leaf_top1": "leaf top-1"})
 
     def __init__(self, taxonomy: Taxonomy) -> None:
         self.taxonomy = taxonomy

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from taxonbench.metrics import Headline
 from taxonbench.registries import METRIC_FAMILIES
 from taxonbench.taxonomy import Taxonomy
 
@@ -51,6 +52,7 @@ class Retrieval:
     splits = ("gallery", "eval")
     units = {f"retrieval_top_{k}": "fraction" for k in KS} | {
         "map_at_r": "fraction", "retrieval_n_without_match": "count"}
+    headline = Headline("representation", {"retrieval_top_1": "retrieval R@1", "map_at_r": "MAP@R"})
 
     def __init__(self, taxonomy: Taxonomy) -> None:
         self.queries, self.gallery = EmbeddingRows(), EmbeddingRows()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from taxonbench.metrics import Headline
 from taxonbench.registries import METRIC_FAMILIES
 from taxonbench.taxonomy import Taxonomy
 
@@ -54,6 +55,7 @@ class SetPRF:
     splits = ("eval",)
     units = {f"set_{avg}_{m}{lvl}": "fraction" for avg in ("micro", "macro") for m in MEASURES
              for lvl in ("", "_L{level}")} | {"labels_L{level}": "count"}
+    headline = Headline("set-based", {"set_micro_f1": "micro F1", "set_macro_f1": "macro F1"})
 
     def __init__(self, taxonomy: Taxonomy) -> None:
         self.taxonomy = taxonomy

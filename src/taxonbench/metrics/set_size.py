@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 
+from taxonbench.metrics import Headline
 from taxonbench.registries import METRIC_FAMILIES
 from taxonbench.taxonomy import Taxonomy
 
@@ -29,6 +30,7 @@ class SetSize:
     reads = "node_set"
     splits = ("eval",)
     units = {"labels_min": "count", "labels_max": "count", "labels_mean": "real", "labels_std": "real"}
+    headline = Headline("set-based", {"labels_mean": "labels / image"}, unranked=frozenset({"labels_mean"}))
 
     def __init__(self, taxonomy: Taxonomy) -> None:
         self.n = 0

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from taxonbench.metrics import Headline
 from taxonbench.registries import METRIC_FAMILIES
 from taxonbench.taxonomy import Taxonomy
 
@@ -90,6 +91,10 @@ class MistakeSeverity:
     splits = ("eval",)
     units = {"mistake_severity": "real", "mistake_lca_depth": "real", "random_mistake_lca_depth": "real",
              "n_mistakes": "count", **{f"hier_dist_at_{k}": "real" for k in TOP_K}}
+    headline = Headline("mistake severity",
+                        {"mistake_severity": "mistake severity", "hier_dist_at_1": "hier. dist@1",
+                         "hier_dist_at_5": "hier. dist@5"},
+                        lower_is_better=frozenset({"mistake_severity", "hier_dist_at_1", "hier_dist_at_5"}))
 
     def __init__(self, taxonomy: Taxonomy) -> None:
         self.taxonomy = taxonomy

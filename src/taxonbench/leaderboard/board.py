@@ -1,0 +1,152 @@
+"""One dataset's leaderboard: every experiment of the run under one protocol, columns grouped by metric family.
+
+The groups and their columns are the metric families' own :class:`~taxonbench.metrics.Headline`
+declarations (operating curve, top-k, mistake severity, set-based, representation, zero-shot /
+consistency) and the label graph's, in :data:`GROUP_ORDER`. A cell is blank where its family does not
+apply to the row, and a footnote says why: the family reads another kind of scores than the row's
+inference produces (set predictions have no operating curve, embeddings no mistake severity), or the
+row's metrics do not hold the value. One footnote per reason, marked a, b, ... Groups and columns no
+row fills are left out.
+
+Rows are sorted by the first ranked column (the better end first, blanks last, then by experiment and
+inference name), so the order is a function of the numbers alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from taxonbench.errors import TaxonbenchError
+from taxonbench.label_graph.edge_metrics import HEADLINE as LABEL_GRAPH_HEADLINE
+from taxonbench.leaderboard.entries import LABEL_GRAPH
+from taxonbench.metrics import Headline, unit_of
+from taxonbench.registries import METRIC_FAMILIES
+
+#: the groups' order on the board; a family declaring another group goes after these
+GROUP_ORDER = ("operating curve", "top-k", "mistake severity", "set-based", "representation",
+               "zero-shot / consistency", "label graph")
+#: what each kind of scores is called in a footnote
+KIND_NAMES = {"node_prob": "node scores", "node_set": "set predictions", "embeddings": "embeddings",
+              LABEL_GRAPH: "label-graph edge decisions"}
+#: the row fields before the metric columns
+ROW_FIELDS = ("experiment", "method", "inference", "backbone", "trained_on")
+
+
+@dataclass(frozen=True)
+class Column:
+    metric: str
+    label: str
+    group: str
+    reads: str  # the score kind its family evaluates
+    better: str | None  # "higher", "lower" or None (unranked)
+
+
+@dataclass
+class Row:
+    entry: dict
+    values: dict[str, float] = field(default_factory=dict)
+    units: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)  # group -> footnote mark
+
+    def key(self) -> str:
+        return f"{self.entry['experiment']}/{self.entry['inference']}"
+
+
+@dataclass
+class Board:
+    dataset: str
+    columns: list[Column]
+    rows: list[Row]
+    footnotes: dict[str, str]  # mark -> reason
+
+    @property
+    def groups(self) -> list[tuple[str, list[Column]]]:
+        out: dict[str, list[Column]] = {}
+        for c in self.columns:
+            out.setdefault(c.group, []).append(c)
+        return list(out.items())
+
+    def best(self, column: Column) -> float | None:
+        """The best value of a ranked column (``None`` for unranked or empty columns)."""
+        values = [r.values[column.metric] for r in self.rows if column.metric in r.values]
+        if column.better is None or not values:
+            return None
+        return max(values) if column.better == "higher" else min(values)
+
+
+def all_columns() -> list[Column]:
+    """Every declared leaderboard column, in :data:`GROUP_ORDER` and then declaration order."""
+    headlines: list[tuple[Headline, str]] = [(cls.headline, cls.reads) for _, cls in METRIC_FAMILIES.items()]
+    headlines.append((LABEL_GRAPH_HEADLINE, LABEL_GRAPH))
+    rank = {g: k for k, g in enumerate(GROUP_ORDER)}
+    headlines.sort(key=lambda h: rank.get(h[0].group, len(rank)))
+    return [Column(metric, label, h.group, reads, h.better(metric))
+            for h, reads in headlines for metric, label in h.columns.items()]
+
+
+def read_metrics(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise TaxonbenchError(f"leaderboard: missing metrics file {path} (run `snakemake {path}` to make it)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise TaxonbenchError(f"leaderboard: {path} is not valid JSON ({exc}); delete it and run "
+                              f"`snakemake {path}` to remake it") from None
+
+
+def _reason(column: Column, entry: dict) -> str:
+    if column.reads != entry["kind"]:
+        return (f"the row's inference gives {KIND_NAMES.get(entry['kind'], entry['kind'])}, which these "
+                "columns' metrics do not read")
+    return "not in the row's metrics file"
+
+
+def _sort_key(row: Row, column: Column | None) -> tuple:
+    names = (row.entry["experiment"], row.entry["inference"])
+    if column is None:
+        return (0, 0.0, *names)
+    value = row.values.get(column.metric)
+    if value is None or math.isnan(value):
+        return (1, 0.0, *names)
+    return (0, -value if column.better == "higher" else value, *names)
+
+
+def build_board(dataset: str, entries: list[dict], root: str | Path = ".") -> Board:
+    """The board of ``dataset`` from its :func:`~taxonbench.leaderboard.entries.leaderboard_entries` rows;
+    metrics paths are relative to ``root``."""
+    if not entries:
+        raise TaxonbenchError(f"leaderboard: no experiment ran on dataset {dataset!r}")
+    columns = all_columns()
+    rows = []
+    for entry in entries:
+        metrics = read_metrics(Path(root) / entry["metrics"])
+        units = metrics.get("units", {})
+        row = Row(entry)
+        for c in columns:
+            value = metrics.get(c.metric)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                row.values[c.metric] = float(value)
+                row.units[c.metric] = unit_of(c.metric, units) or "fraction"
+        rows.append(row)
+    columns = [c for c in columns if any(c.metric in r.values for r in rows)]
+    present = {c.group for c in columns}
+    marks: dict[str, str] = {}
+    for row in rows:
+        for c in columns:
+            if c.group in present and c.group not in row.notes and not any(
+                    k.metric in row.values for k in columns if k.group == c.group):
+                reason = _reason(c, row.entry)
+                mark = marks.setdefault(reason, string.ascii_lowercase[len(marks) % 26] * (1 + len(marks) // 26))
+                row.notes[c.group] = mark
+    first_ranked = next((c for c in columns if c.better is not None), None)
+    rows.sort(key=lambda r: _sort_key(r, first_ranked))
+    return Board(dataset, columns, rows, {mark: reason for reason, mark in marks.items()})
+
+
+__all__ = ["GROUP_ORDER", "KIND_NAMES", "ROW_FIELDS", "Board", "Column", "Row", "all_columns", "build_board",
+           "read_metrics"]
