@@ -77,9 +77,17 @@ def _assert_tables_finite(root: Path) -> None:
         assert (root / "results" / "tables" / f"{table}_vs_paper.csv").exists()
 
 
-def test_snakemake_tiny_pipeline(tmp_path):
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS))
-    _snakemake(tmp_path)
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """The tiny configuration run once from scratch by Snakemake."""
+    root = tmp_path_factory.mktemp("tiny_run")
+    (root / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS))
+    _snakemake(root)
+    return root
+
+
+def test_snakemake_tiny_pipeline(tiny_run):
+    tmp_path = tiny_run
     metrics = json.loads((tmp_path / "results/metrics/tiny/flat_softmax/bottom_up.json").read_text())
     for key in ("ap", "ac", "r_at_90c", "r_at_95c", "majority_f1", "leaf_f1", "leaf_top1"):
         assert 0.0 <= metrics[key] <= 1.0
@@ -92,9 +100,29 @@ def test_snakemake_tiny_pipeline(tmp_path):
     assert (tmp_path / "results/models/tiny/flat_softmax/differentiable_diffusion.state").exists()
     for inference in ("diffusion", "differentiable_diffusion"):
         assert (tmp_path / f"results/metrics/tiny/flat_softmax/{inference}.json").exists()
+    board = (tmp_path / "results/leaderboard/tiny.md").read_text()
+    assert board.count("| flat_softmax | flat_softmax |") == 3  # bottom_up, diffusion, differentiable_diffusion
+    assert (tmp_path / "results/leaderboard/tiny.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "results/metrics/leaderboard.json").read_text())["tiny"]["flat_softmax"].keys() == {
+        "bottom_up", "diffusion", "differentiable_diffusion"}
+    page = (tmp_path / "docs/results.md").read_text()
+    assert "### Leaderboard: tiny" in page and "### HCCF paper Table 1" in page
 
     again = _snakemake(tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_two_runs_from_scratch_give_byte_identical_results(tiny_run, tmp_path):
+    """Same params, same machine: every metrics JSON, curve, table and the results page byte for byte."""
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS))
+    _snakemake(tmp_path)
+    compared = ["docs/results.md"]
+    for folder in ("results/metrics", "results/curves", "results/tables", "results/leaderboard"):
+        compared += sorted(str(p.relative_to(tiny_run)) for p in (tiny_run / folder).rglob("*")
+                           if p.is_file() and p.suffix != ".png")
+    assert len(compared) > 10 and any(p.endswith("bottom_up.json") for p in compared)
+    differ = [p for p in compared if (tmp_path / p).read_bytes() != (tiny_run / p).read_bytes()]
+    assert not differ, differ
 
 
 def test_snakemake_rejects_params_typo(tmp_path):
