@@ -2,7 +2,8 @@
 
 Nothing on the page is typed by hand: the leaderboards are the leaderboard step's Markdown files
 (headings moved two levels down), the paper tables the table step's CSVs, grouped by paper, each under
-its source, caption and stand-in dataset, with the table's notes. The first leaderboard's figure is
+its source, caption and stand-in dataset, with the table's notes (the documents in their order, the
+tables in number order). The first leaderboard's figure is
 copied beside the page (``docs/img/leaderboard.png``), so that the README can show it. Re-running the
 pipeline on the same params and code rewrites the same bytes (no dates, no paths of the machine).
 """
@@ -59,8 +60,25 @@ def csv_to_markdown(text: str) -> str:
     return "\n".join([line(rows[0]), "|" + "|".join("---" for _ in rows[0]) + "|", *map(line, rows[1:])])
 
 
+def _natural(name: str) -> list:
+    """``table4_2`` before ``table4_10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 def _demote(markdown: str, levels: int = 2) -> str:
     return re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + levels) + " ", markdown, flags=re.M)
+
+
+def _table_section(table_id: str, params: Mapping, tables_dir: str | os.PathLike) -> tuple[str, str]:
+    """(the table's paper, its section: source, caption, stand-in datasets, the CSV as Markdown, notes)."""
+    job = resolve_table(table_id, params)
+    spec = job.spec
+    stand_in = ", ".join(f"`{d}`" for d in dict.fromkeys(d for d in job.datasets.values() if d))
+    body = csv_to_markdown(_read(Path(tables_dir) / f"{table_id}.csv", "table"))
+    notes = "".join(f"\n- {n}" for n in spec.notes)
+    return spec.paper, (f"### {spec.source or table_id}: {spec.caption}\n\n"
+                        f"Table `{table_id}`, on {stand_in or 'no dataset of this run'}.\n\n{body}\n"
+                        + (f"\nNotes:\n{notes}\n" if notes else ""))
 
 
 def results_page(tables: Mapping[str, Mapping], tables_dir: str | os.PathLike,
@@ -68,18 +86,14 @@ def results_page(tables: Mapping[str, Mapping], tables_dir: str | os.PathLike,
     """The page's Markdown: ``tables`` is the params ``tables:`` block, ``leaderboards`` the boards' ``.md`` files."""
     parts = [HEADER, "## Leaderboards", ""]
     parts += [_demote(_read(Path(p), "leaderboard")).rstrip() + "\n" for p in leaderboards]
-    by_paper: dict[str, list[str]] = {}
+    by_paper: dict[str, list[tuple[str, str]]] = {}  # paper -> (table id, section)
     for table_id, params in tables.items():
-        job = resolve_table(table_id, params)
-        spec = job.spec
-        stand_in = ", ".join(f"`{d}`" for d in dict.fromkeys(d for d in job.datasets.values() if d))
-        body = csv_to_markdown(_read(Path(tables_dir) / f"{table_id}.csv", "table"))
-        notes = "".join(f"\n- {n}" for n in spec.notes)
-        by_paper.setdefault(spec.paper, []).append(
-            f"### {spec.source or table_id}: {spec.caption}\n\n"
-            f"Table `{table_id}`, on {stand_in or 'no dataset of this run'}.\n\n{body}\n" + (f"\nNotes:\n{notes}\n" if notes else ""))
-    for paper, sections in by_paper.items():
-        parts += [f"## Tables: {PAPERS.get(paper, paper)}", "", *sections]
+        paper, section = _table_section(table_id, params, tables_dir)
+        by_paper.setdefault(paper, []).append((table_id, section))
+    order = {paper: k for k, paper in enumerate(PAPERS)}  # the documents' order; others after them
+    for paper in sorted(by_paper, key=lambda p: (order.get(p, len(order)), p)):
+        parts += [f"## Tables: {PAPERS.get(paper, paper)}", ""]
+        parts += [section for _, section in sorted(by_paper[paper], key=lambda item: _natural(item[0]))]
     return "\n".join(parts).rstrip() + "\n"
 
 

@@ -315,7 +315,7 @@ def _generated(dataset):
 
 def prepare_runtime(wildcards):
     # measured ~150 images/s per worker: iNat21 (2.8 M) takes ~45 min with 8 workers,
-    # TreeOfLife-10M hours (README, "Using the real datasets")
+    # TreeOfLife-10M hours (docs/datasets.md, "Using the real datasets")
     return 60 if _generated(wildcards.dataset) else MINUTES_PER_DAY
 
 

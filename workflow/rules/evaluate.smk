@@ -16,7 +16,7 @@ rule evaluate:
         "../../environment.yml"
     resources:
         runtime=60,
-        mem_mb=8000,  # operating curve over every test sample and node (README: < 1 GB at iNat21 scale)
+        mem_mb=8000,  # operating curve over every test sample and node (docs/testing.md, bench/metrics.py: about 1 GB at iNat21 scale)
         cpus_per_task=1,
     shell:
         "taxonbench evaluate --scores {input.eval} {params.roles} --shards {params.shards}"

@@ -133,19 +133,19 @@ def build_board(dataset: str, entries: list[dict], root: str | Path = ".") -> Bo
                 row.values[c.metric] = float(value)
                 row.units[c.metric] = unit_of(c.metric, units) or "fraction"
         rows.append(row)
-    columns = [c for c in columns if any(c.metric in r.values for r in rows)]
-    present = {c.group for c in columns}
-    marks: dict[str, str] = {}
+    board = Board(dataset, [c for c in columns if any(c.metric in r.values for r in rows)], rows, {})
+    marks: dict[str, str] = {}  # reason -> mark
     for row in rows:
-        for c in columns:
-            if c.group in present and c.group not in row.notes and not any(
-                    k.metric in row.values for k in columns if k.group == c.group):
-                reason = _reason(c, row.entry)
-                mark = marks.setdefault(reason, string.ascii_lowercase[len(marks) % 26] * (1 + len(marks) // 26))
-                row.notes[c.group] = mark
-    first_ranked = next((c for c in columns if c.better is not None), None)
+        for group, group_columns in board.groups:
+            if not any(c.metric in row.values for c in group_columns):
+                reason = _reason(group_columns[0], row.entry)
+                if reason not in marks:
+                    marks[reason] = string.ascii_lowercase[len(marks) % 26] * (1 + len(marks) // 26)
+                row.notes[group] = marks[reason]
+    board.footnotes = {mark: reason for reason, mark in marks.items()}
+    first_ranked = next((c for c in board.columns if c.better is not None), None)
     rows.sort(key=lambda r: _sort_key(r, first_ranked))
-    return Board(dataset, columns, rows, {mark: reason for reason, mark in marks.items()})
+    return board
 
 
 __all__ = ["GROUP_ORDER", "KIND_NAMES", "ROW_FIELDS", "Board", "Column", "Row", "all_columns", "build_board",

@@ -14,7 +14,7 @@ from taxonbench.errors import TaxonbenchError
 from taxonbench.label_graph import settings as label_graph
 from taxonbench.params import train_settings
 
-#: the "inference" and score kind of a label-graph row (metrics: results/metrics/<dataset>/<experiment>/label_graph.json)
+#: "inference" and score kind of a label-graph row (metrics: results/metrics/<dataset>/<experiment>/label_graph.json)
 LABEL_GRAPH = "label_graph"
 
 
