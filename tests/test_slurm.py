@@ -324,7 +324,8 @@ def cluster(tmp_path_factory):
 #: more level of the DAG): every SLURM job starts Snakemake twice (sbatch, then srun), ~10 s each
 SLURM_PARAMS = {**TINY_PARAMS, "experiments": {**TINY_PARAMS["experiments"], "inference": ["bottom_up", "diffusion"]}}
 #: its rules, each run as SLURM jobs (rule `all` runs nowhere: it has no command)
-TINY_RULES = {"prepare", "samples_figure", "train", "logits", "infer", "evaluate", "tables", "curves_figure"}
+TINY_RULES = {"prepare", "samples_figure", "train", "logits", "infer", "evaluate", "tables", "curves_figure",
+              "leaderboard", "results_page"}
 
 
 def _slurm_args(cluster: Cluster, *extra_resources: str) -> list[str]:
@@ -390,7 +391,8 @@ def test_tiny_pipeline_on_slurm_equals_local_run(slurm_run, cluster):
 
     # the same results as the local run
     local_results = _results(slurm_run["local"])
-    assert len(local_results) == 2 + 4  # metrics of 2 inference methods; 2 tables x (.csv, _vs_paper.csv)
+    # metrics of 2 inference methods and the leaderboard's; 2 tables x (.csv, _vs_paper.csv)
+    assert len(local_results) == 3 + 4
     assert _results(remote) == local_results
 
     again = _snakemake(remote, *_slurm_args(cluster), env=cluster.env)
@@ -429,6 +431,6 @@ def test_slurm_job_out_of_memory_is_reported_and_only_it_reruns(slurm_run, clust
 
     rerun = _snakemake(work, *_slurm_args(cluster), env=cluster.env)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
-    assert _job_stats(rerun.stdout + rerun.stderr) == {"infer": 1, "evaluate": 1, "tables": 1,
-                                                       "curves_figure": 1, "all": 1}
+    assert _job_stats(rerun.stdout + rerun.stderr) == {"infer": 1, "evaluate": 1, "tables": 1, "curves_figure": 1,
+                                                       "leaderboard": 1, "results_page": 1, "all": 1}
     assert _results(work) == _results(slurm_run["local"])
