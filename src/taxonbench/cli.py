@@ -177,6 +177,24 @@ def cmd_results_page(args) -> None:
         print(f"wrote {path}")
 
 
+def cmd_verify(args) -> None:
+    from taxonbench.recovery import damaged_shards, rebuild_command
+    from taxonbench.shards import MANIFEST, read_manifest
+
+    directory = Path(args.shards)
+    manifest = read_manifest(directory)
+    if "files" not in manifest:
+        raise TaxonbenchError(f"{directory / MANIFEST} records no file sizes or hashes (prepared by an older "
+                              "taxonbench): prepare it again to record them: "
+                              f"`{rebuild_command(directory / MANIFEST)}`")
+    problems = damaged_shards(directory, manifest, hashes=True)
+    if problems:
+        raise TaxonbenchError(f"{directory}: {len(problems)} damaged file(s):\n  " + "\n  ".join(problems)
+                              + f"\nprepare the dataset again: `{rebuild_command(directory / MANIFEST)}` (a plain "
+                              "`snakemake` also does it when a file is missing or of another size)")
+    print(f"{directory}: all {len(manifest['files'])} files match their size and SHA-256 in {MANIFEST}")
+
+
 def cmd_figure(args) -> None:
     from taxonbench.figures import build_figure
 
@@ -380,6 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figure-out", default="docs/img/leaderboard.png")
     p.add_argument("leaderboards", nargs="*", help="the leaderboards' Markdown files, in page order")
     p.set_defaults(func=cmd_results_page)
+
+    p = sub.add_parser("verify", help="check a prepared dataset's files against the sizes and SHA-256 in its manifest")
+    p.add_argument("shards", help="a prepared dataset directory, e.g. data/shards/synthetic_balanced")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("figure", help="draw one registered paper figure (`taxonbench list`: figures) from a run")
     p.add_argument("--figure", required=True, help="the figure id, e.g. dhall_thesis_fig4_2")

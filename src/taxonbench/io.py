@@ -70,4 +70,6 @@ def load_weights_only(path: str | os.PathLike, what: str, missing_hint: str = ""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for damaged or foreign files
-        raise TaxonbenchError(f"{path}: corrupt {what} ({exc})") from None
+        from taxonbench.recovery import rebuild_hint
+
+        raise TaxonbenchError(f"{path}: corrupt or truncated {what} ({exc}){rebuild_hint(path)}") from None

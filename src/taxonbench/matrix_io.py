@@ -88,7 +88,9 @@ def iter_matrix(
     try:
         pf = pq.ParquetFile(path)
     except Exception as exc:
-        raise TaxonbenchError(f"{path}: corrupt or unreadable Parquet file ({exc})") from None
+        from taxonbench.recovery import rebuild_hint
+
+        raise TaxonbenchError(f"{path}: corrupt or truncated Parquet file ({exc}){rebuild_hint(path)}") from None
     if column not in pf.schema_arrow.names:
         raise TaxonbenchError(f"{path}: no column {column!r}; has {pf.schema_arrow.names}")
     for batch in pf.iter_batches(batch_size=batch_rows, columns=["id", "leaf", column]):

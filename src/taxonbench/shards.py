@@ -116,6 +116,14 @@ def prepared_directory(final: str | os.PathLike) -> Iterator[Path]:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def file_records(directory: str | os.PathLike) -> dict[str, dict]:
+    """File name -> ``{"bytes", "sha256"}`` of every file in a prepared directory (the manifest's ``files``)."""
+    from taxonbench.recovery import sha256_of
+
+    return {p.name: {"bytes": p.stat().st_size, "sha256": sha256_of(p)}
+            for p in sorted(Path(directory).iterdir()) if p.is_file() and p.name != MANIFEST}
+
+
 def write_manifest(directory: str | os.PathLike, manifest: dict) -> None:
     write_json_atomic(Path(directory) / MANIFEST, manifest)
 
@@ -146,7 +154,10 @@ def split_files(directory: str | os.PathLike, split: str) -> list[Path]:
     files = [directory / f for f in splits[split]["files"]]
     missing = [str(f) for f in files if not f.exists()]
     if missing:
-        raise TaxonbenchError(f"missing shard(s) listed in {directory / MANIFEST}: {', '.join(missing)}")
+        from taxonbench.recovery import rebuild_command
+
+        raise TaxonbenchError(f"missing shard(s) listed in {directory / MANIFEST}: {', '.join(missing)}; prepare the "
+                              f"dataset again: `{rebuild_command(directory / MANIFEST)}`")
     return files
 
 
@@ -158,18 +169,26 @@ def read_shard(path: str | os.PathLike, columns: Sequence[str] | None = None) ->
     try:
         table = pq.read_table(path, columns=list(columns) if columns else None)
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for damaged files
-        raise TaxonbenchError(f"{path}: corrupt or unreadable shard ({exc})") from None
+        raise TaxonbenchError(_damaged_shard(path, exc)) from None
     missing = [c for c in (columns or SHARD_SCHEMA.names) if c not in table.column_names]
     if missing:
         raise TaxonbenchError(f"{path}: missing column(s) {missing}")
     return table
 
 
+def _damaged_shard(path: Path, exc: Exception) -> str:
+    from taxonbench.recovery import rebuild_command
+
+    return (f"{path}: corrupt or unreadable shard ({exc}); prepare the dataset again: "
+            f"`{rebuild_command(path.parent / MANIFEST)}` (or a plain `snakemake`, which notices a shard of "
+            "another size than its manifest recorded)")
+
+
 def _num_rows(path: Path) -> int:
     try:
         return pq.ParquetFile(path).metadata.num_rows
     except Exception as exc:
-        raise TaxonbenchError(f"{path}: corrupt or unreadable shard ({exc})") from None
+        raise TaxonbenchError(_damaged_shard(path, exc)) from None
 
 
 def read_split_column(directory: str | os.PathLike, split: str, column: str) -> np.ndarray:

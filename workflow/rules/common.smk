@@ -27,6 +27,12 @@ try:  # the schema and every declaration (method hyper-parameters, inference opt
 except TaxonbenchError as exc:
     raise WorkflowError(str(exc)) from None
 
+if workflow.is_main_process:  # not in a job's own Snakemake (SLURM), which would see the main run as gone
+    from taxonbench.recovery import recover_at_start
+
+    for _line in recover_at_start(".", list(PARAMS["datasets"]), sys.argv):
+        print(_line, file=sys.stderr)
+
 EXPERIMENTS = PARAMS["experiments"]
 DATASETS = EXPERIMENTS["datasets"]
 # the label-graph branch (Dhall's thesis Chapters 5-6): label-only embeddings, and joint image + label

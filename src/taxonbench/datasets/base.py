@@ -33,7 +33,7 @@ from taxonbench.datasets.images import CorruptImage, ImageEncoder, ImageFormat
 from taxonbench.errors import TaxonbenchError
 from taxonbench.io import atomic_path
 from taxonbench.params import dataclass_from_dict
-from taxonbench.shards import TAXONOMY, prepared_directory, write_manifest, write_split
+from taxonbench.shards import TAXONOMY, file_records, prepared_directory, write_manifest, write_split
 from taxonbench.taxonomy import Taxonomy
 
 Rows = Mapping[str, Sequence[Any]]
@@ -246,6 +246,8 @@ def prepare_dataset(adapter: DatasetAdapter, out_dir: str | os.PathLike, rows_pe
             "on_corrupt_image": on_corrupt_image,
             "corrupt_images": counts,
             **adapter.info(),
+            # every file of the dataset with its size and SHA-256 (taxonbench verify; the Snakefile's check at start)
+            "files": file_records(tmp),
         }
         write_manifest(tmp, manifest)
     return manifest
