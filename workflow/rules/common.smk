@@ -30,7 +30,7 @@ except TaxonbenchError as exc:
 if workflow.is_main_process:  # not in a job's own Snakemake (SLURM), which would see the main run as gone
     from taxonbench.recovery import recover_at_start
 
-    for _line in recover_at_start(".", list(PARAMS["datasets"]), sys.argv):
+    for _line in recover_at_start(".", list(PARAMS["datasets"]), sys.argv):  # every dataset prepared here
         print(_line, file=sys.stderr)
 
 EXPERIMENTS = PARAMS["experiments"]
@@ -292,9 +292,18 @@ def label_metrics_files():
     return [f"results/metrics/{d}/{e}/label_graph.json" for d in LABEL_DATASETS for e in LABEL_EXPERIMENTS + JOINT]
 
 
+#: every dataset a job reads: the evaluated ones, those models are trained on, the seen side of an unseen one
+PREPARED_DATASETS = list(dict.fromkeys(
+    DATASETS + [plan.trained_on(PARAMS, d, m) for d in DATASETS for m in plan.dataset_methods(PARAMS, d)]
+    + [s for s in (plan.unseen_of(PARAMS, d) for d in DATASETS) if s] + LABEL_DATASETS))
+
+
 def get_final_outputs():
+    # the manifests are targets too: one set aside at start (a damaged dataset, taxonbench.recovery) is then
+    # missing, so the dataset is prepared again, and everything downstream reruns on its newer manifest
     return (
-        logits_files()
+        expand("data/shards/{dataset}/manifest.json", dataset=PREPARED_DATASETS)
+        + logits_files()
         + metrics_files()
         + label_metrics_files()
         + table_outputs()
