@@ -43,6 +43,20 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def read_json(path: str | os.PathLike, missing: str, corrupt: str) -> Any:
+    """A JSON file; ``missing`` / ``corrupt`` are the messages (``{path}``, and ``{exc}`` for the parser's
+    reason, filled in) of the :class:`~taxonbench.errors.TaxonbenchError` raised when it is absent or not JSON."""
+    from taxonbench.errors import TaxonbenchError
+
+    path = Path(path)
+    if not path.exists():
+        raise TaxonbenchError(missing.format(path=path))
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise TaxonbenchError(corrupt.format(path=path, exc=exc)) from None
+
+
 def write_torch_atomic(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save(obj)`` to ``path`` atomically (a killed job leaves no half-written file); the path."""
     import torch

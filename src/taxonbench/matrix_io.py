@@ -8,7 +8,6 @@ split of any size streams through a fixed amount of memory.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from taxonbench.errors import TaxonbenchError
-from taxonbench.io import atomic_path, write_json_atomic
+from taxonbench.io import atomic_path, read_json, write_json_atomic
 
 
 def _table(ids: np.ndarray, leaf: np.ndarray, column: str, matrix: np.ndarray) -> pa.Table:
@@ -69,13 +68,8 @@ def sidecar_path(path: str | os.PathLike) -> Path:
 
 
 def read_sidecar(path: str | os.PathLike) -> dict:
-    side = sidecar_path(path)
-    if not side.exists():
-        raise TaxonbenchError(f"{side}: sidecar missing (it says what the scores in {path} are)")
-    try:
-        return json.loads(side.read_text())
-    except json.JSONDecodeError as exc:
-        raise TaxonbenchError(f"{side}: corrupt sidecar ({exc})") from None
+    return read_json(sidecar_path(path), f"{{path}}: sidecar missing (it says what the scores in {path} are)",
+                     "{path}: corrupt sidecar ({exc})")
 
 
 def iter_matrix(

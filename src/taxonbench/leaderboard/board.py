@@ -14,13 +14,13 @@ inference name), so the order is a function of the numbers alone.
 
 from __future__ import annotations
 
-import json
 import math
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from taxonbench.errors import TaxonbenchError
+from taxonbench.io import read_json
 from taxonbench.label_graph.edge_metrics import HEADLINE as LABEL_GRAPH_HEADLINE
 from taxonbench.leaderboard.entries import LABEL_GRAPH
 from taxonbench.metrics import Headline, unit_of
@@ -89,14 +89,8 @@ def all_columns() -> list[Column]:
 
 
 def read_metrics(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise TaxonbenchError(f"leaderboard: missing metrics file {path} (run `snakemake {path}` to make it)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise TaxonbenchError(f"leaderboard: {path} is not valid JSON ({exc}); delete it and run "
-                              f"`snakemake {path}` to remake it") from None
+    return read_json(path, "leaderboard: missing metrics file {path} (run `snakemake {path}` to make it)",
+                     "leaderboard: {path} is not valid JSON ({exc}); delete it and run `snakemake {path}` to remake it")
 
 
 def _reason(column: Column, entry: dict) -> str:
