@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 #: executables whose processes, working in a directory, mean a run is alive there
@@ -121,49 +120,47 @@ def is_dry_run(argv: list[str]) -> bool:
 def recover_at_start(workdir: str | os.PathLike, datasets: list[str], argv: list[str]) -> list[str]:
     """What the Snakefile does before Snakemake builds its plan: clear a stale lock, and set aside the
     manifest of every prepared dataset (``data/shards/<name>``) whose files differ from their records, so
-    that it is prepared again (in a dry run: only say so). The lines to print."""
+    that it is prepared again (in a dry run: only say so). The lines to print. ``/proc`` is read only when
+    there is a lock or a damaged dataset to act on."""
+    damaged = {}
+    for name in datasets:
+        directory = Path(workdir) / "data" / "shards" / name
+        try:
+            manifest = json.loads((directory / "manifest.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # not prepared yet; or unreadable, and the steps reading it name the file
+        problems = damaged_shards(directory, manifest)
+        if problems:
+            damaged[name] = problems
+    locks = Path(workdir) / ".snakemake" / "locks"
+    if not damaged and not (locks.is_dir() and any(locks.iterdir())):
+        return []
     alive = live_processes(workdir) if Path("/proc/self/cwd").exists() else []
     lines = [line for line in [clear_stale_lock(workdir, alive)] if line]
     if alive:  # another run works here: it may be preparing a dataset right now
         return lines
     dry = is_dry_run(argv)
-    for name in datasets:
-        directory = Path(workdir) / "data" / "shards" / name
-        manifest_path = directory / "manifest.json"
-        if not manifest_path.exists():
-            continue
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue  # the steps reading it name the file
-        problems = damaged_shards(directory, manifest)
-        if not problems:
-            continue
+    for name, problems in damaged.items():
+        manifest_path = Path("data") / "shards" / name / "manifest.json"
         what = f"{problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
         if dry:
             lines.append(f"taxonbench: dataset {name!r} is damaged: {what}; a real run prepares it again "
-                         f"(or: `{rebuild_command(manifest_path.relative_to(workdir))}`)")
+                         f"(or: `{rebuild_command(manifest_path)}`)")
         else:
-            set_aside_damaged(directory)
+            set_aside_damaged(Path(workdir) / manifest_path.parent)
             lines.append(f"taxonbench: dataset {name!r} is damaged: {what}; preparing it again (its manifest is "
                          f"now {manifest_path.name}.damaged)")
     return lines
 
 
 # ------------------------------------------------------------------ damaged shards
-def _listed_files(manifest: dict) -> Iterator[tuple[str, dict]]:
-    """(file name, its record: ``bytes``, ``sha256``) of every file the manifest lists with a record."""
-    for name, record in manifest.get("files", {}).items():
-        yield name, record
-
-
 def damaged_shards(directory: str | os.PathLike, manifest: dict, *, hashes: bool = False) -> list[str]:
     """What is wrong with the files ``manifest`` (``directory``'s) recorded: one line per missing file, file
     of another size and, with ``hashes``, file of another SHA-256. A manifest without records (prepared by
     an older taxonbench) gives no line."""
     directory = Path(directory)
     problems = []
-    for name, record in _listed_files(manifest):
+    for name, record in manifest.get("files", {}).items():  # name -> {"bytes", "sha256"}
         path = directory / name
         if not path.exists():
             problems.append(f"{path}: missing")

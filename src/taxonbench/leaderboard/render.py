@@ -53,7 +53,7 @@ def _field_text(board: Board, row: Row, name: str) -> str:
     return "" if name == "trained_on" and value == board.dataset else value
 
 
-def _cell_text(board: Board, row: Row, c: Column, bests: dict[str, float | None]) -> tuple[str, bool]:
+def _cell_text(row: Row, c: Column, bests: dict[str, float | None]) -> tuple[str, bool]:
     """The displayed text of a cell and whether it is the column's best."""
     if c.metric in row.values:
         value = row.values[c.metric]
@@ -63,10 +63,9 @@ def _cell_text(board: Board, row: Row, c: Column, bests: dict[str, float | None]
 
 
 def _legend(board: Board) -> list[str]:
-    lines = ["Columns by metric family: " + "; ".join(f"{g}: {', '.join(c.label for c in cols)}"
-                                                    for g, cols in board.groups) + ".",
-             "Fractions in %; ↑ higher is better, ↓ lower is better; the best value of a column in bold."]
-    return lines
+    return ["Columns by metric family: " + "; ".join(f"{g}: {', '.join(c.label for c in cols)}"
+                                                   for g, cols in board.groups) + ".",
+            "Fractions in %; ↑ higher is better, ↓ lower is better; the best value of a column in bold."]
 
 
 def to_markdown(board: Board) -> str:
@@ -79,7 +78,7 @@ def to_markdown(board: Board) -> str:
     for r in board.rows:
         cells = [_field_text(board, r, f) for f in ROW_FIELDS]
         for c in board.columns:
-            text, best = _cell_text(board, r, c, bests)
+            text, best = _cell_text(r, c, bests)
             cells.append(f"**{text}**" if best else text)
         lines.append("| " + " | ".join(cells) + " |")
     if board.footnotes:
@@ -141,7 +140,7 @@ def to_html(board: Board) -> str:
         cells = [f'<td data-value="{e(_field_text(board, r, f))}">{e(_field_text(board, r, f))}</td>'
                  for f in ROW_FIELDS]
         for c in board.columns:
-            text, best = _cell_text(board, r, c, bests)
+            text, best = _cell_text(r, c, bests)
             if c.metric in r.values:
                 cls = "num best" if best else "num"
                 cells.append(f'<td class="{cls}" data-value="{r.values[c.metric]!r}">{e(text)}</td>')
