@@ -13,16 +13,13 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from taxonbench.methods import METHODS
-from taxonbench.models.backbones import build_backbone
 from taxonbench.params import dataclass_from_dict, train_settings
 from taxonbench.plan import experiment_matrix, image_methods, load_params, trained_on, validate
 from taxonbench.tables import TABLES, build_table, load_reference, resolve_table
 
-from clip_fixtures import TINY, TREE
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = ["params.yaml"] + sorted(f"workflow/configs/{p.name}" for p in (REPO / "workflow" / "configs").glob("*.yaml"))
@@ -105,33 +102,13 @@ def test_inat18_config_builds_table6_with_the_ce_text_embedding_model():
     runs = set(experiment_matrix(cfg))
     for inference in ("bottom_up", "diffusion", "differentiable_diffusion"):
         assert ("inat18", CE_TEXT_L1234567, inference) in runs
-    assert "ce_clip" not in image_methods(cfg, "inat18")  # = flat_softmax on CLIP RN50: trained once
 
 
 # --------------------------------------------------------------------------- one model, one experiment
 
-#: class attributes a registered method may define and still train its registered parent's model
-_NOT_TRAINING = {"__init__", "__doc__", "__module__", "__qualname__", "__firstlineno__", "__static_attributes__",
-                 "__annotations__", "__dict__", "__weakref__", "name"}
-
-
-def same_model_as() -> dict[str, str]:
-    """Registered methods that train the model of a registered parent: subclasses that define nothing but
-    ``__init__`` (argument checks), e.g. ``ce_clip`` (flat softmax that checks its backbone is CLIP)."""
-    classes = {n: METHODS.get(n) for n in METHODS.names()}
-    names = {c: n for n, c in classes.items()}
-    out = {}
-    for name, cls in classes.items():
-        parent = next((names[b] for b in cls.__mro__[1:] if b in names), None)
-        if parent is not None and not set(vars(cls)) - _NOT_TRAINING:
-            out[name] = parent
-    return out
-
-
 def trained_models(cfg: dict) -> dict[str, set[str]]:
     """Resolved training (dataset trained on, method, hyper-parameters, train settings, seed) -> the
     experiments of the set that train it."""
-    fold = same_model_as()
     out: dict[str, set[str]] = {}
     for dataset in cfg["experiments"]["datasets"]:
         for experiment in image_methods(cfg, dataset):
@@ -139,7 +116,7 @@ def trained_models(cfg: dict) -> dict[str, set[str]]:
             cls = METHODS.get(settings["method"])
             hparams = dataclass_from_dict(cls.Hparams, settings["hparams"], f"methods.{experiment}")
             key = {k: v for k, v in settings.items() if k != "experiment"}
-            key.update(method=fold.get(settings["method"], settings["method"]), hparams=dataclasses.asdict(hparams))
+            key["hparams"] = dataclasses.asdict(hparams)
             out.setdefault(json.dumps(key, sort_keys=True, default=str), set()).add(experiment)
     return out
 
@@ -153,31 +130,8 @@ def test_no_two_experiments_train_the_same_model(config):
 def test_the_check_finds_one_model_under_two_names():
     raw = yaml.safe_load((REPO / "workflow/configs/inat18_hccf.yaml").read_text())
     raw = copy.deepcopy(raw)
-    raw["methods"].update(ce_clip={}, flat_again={"method": "flat_softmax"})
-    raw["experiments"]["methods"] += ["ce_clip", "flat_again"]
+    raw["methods"].update(flat_again={"method": "flat_softmax"},
+                          flat_other_lr={"method": "flat_softmax", "train": {"optimizer": {"lr": 0.5}}})
+    raw["experiments"]["methods"] += ["flat_again", "flat_other_lr"]
     dups = [sorted(n) for n in trained_models(validate(raw)).values() if len(n) > 1]
-    assert dups == [["ce_clip", "flat_again", "flat_softmax"]]
-
-
-def test_methods_folded_into_their_parent_build_the_same_model():
-    """What ``same_model_as`` assumes: on a backbone both accept, same seed, same parameters and loss."""
-    fold = same_model_as()
-    assert fold.get("ce_clip") == "flat_softmax"
-    leaf = torch.tensor([0, 1, 2, 3, 4])
-    for name, parent in fold.items():
-        models = []
-        for method in (name, parent):
-            torch.manual_seed(0)
-            model = METHODS.get(method)(build_backbone(TINY), TREE, {})
-            model.initialise()
-            models.append(model)
-        a, b = (m.state_dict() for m in models)
-        assert a.keys() == b.keys(), name
-        assert all(torch.equal(a[k], b[k]) for k in a), name
-        x = torch.randn(len(leaf), 3, 32, 32, generator=torch.Generator().manual_seed(1))
-        for m in models:
-            m.eval()
-        with torch.no_grad():
-            outs = [m(x) for m in models]
-        torch.testing.assert_close(outs[0], outs[1])
-        torch.testing.assert_close(models[0].loss(outs[0], leaf), models[1].loss(outs[1], leaf))
+    assert dups == [["flat_again", "flat_softmax"]]

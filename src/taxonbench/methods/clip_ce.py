@@ -1,8 +1,8 @@
 """The cross-entropy ablations of HCCF on a CLIP visual tower (HCCF paper §4.3, Table 3).
 
-``ce_clip``
-    "CE loss baseline": flat softmax (a randomly initialised linear layer on
-    the visual embedding, cross-entropy over leaves) with a CLIP backbone.
+Table 3's "CE loss baseline" is ``flat_softmax`` on the CLIP backbone (the paper prints Table 1's Flat
+softmax numbers for it: one model), so it is not registered again here.
+
 ``ce_text_init``
     "CE loss + text embedding": the leaf classifier is a cosine classifier
     ``θ = s · normalize(f(I)) Wᵀ`` whose rows ``W_ℓ`` start as the unit-norm
@@ -45,17 +45,6 @@ from taxonbench.methods._clip_levels import (
     text_tower_of,
 )
 from taxonbench.methods.base import Method, loss_precision
-from taxonbench.methods.flat_softmax import FlatSoftmax
-
-
-@METHODS.register("ce_clip")
-class CEClip(FlatSoftmax):
-    """Flat softmax on a CLIP visual tower (HCCF Table 3, "CE loss baseline")."""
-
-
-    def __init__(self, backbone, taxonomy, hparams=None, experiment=None) -> None:
-        super().__init__(backbone, taxonomy, hparams, experiment)
-        text_tower_of(backbone, self.where)  # a CLIP backbone, or a clear error
 
 
 def node_prompt_tokens(method: Method, backbone) -> torch.Tensor:

@@ -142,9 +142,7 @@ HCCF_TABLE3 = register_table(
             "The paper's caption says L123456; its rows say L1234567 (rows followed).",
             (
                 "'CE loss baseline' reads flat_softmax, the experiment of Table 1's 'Flat softmax': the "
-                "paper prints the same numbers for both (one CE model on CLIP, trained once). Where the "
-                "baselines and the CLIP ablations have different backbones (the embedded default: a tiny "
-                "CNN and a tiny CLIP), this row is the baselines' flat softmax."
+                "paper prints the same numbers for both (one CE model on the CLIP backbone, trained once)."
             ),
         ),
     )
