@@ -152,7 +152,7 @@ def test_training_curves_draw_the_logged_numbers(toy_shards, tmp_path):
 
 
 def _figure_cfg(default=(), **train):
-    return {"seed": 0, "device": "cpu", "train": {"curve_splits": list(default)},
+    return {"seed": 0, "device": "cpu", "train": {"curve_splits": list(default)}, "experiments": {"datasets": ["d"]},
             "methods": {"per_level_rs": {"train": train}},
             "figures": {"dhall_thesis_fig4_3": {"dataset": "d"}}}
 
@@ -167,7 +167,7 @@ def test_figure_blocks_are_checked_at_start():
         check_figures(_figure_cfg(["val"]), {}, lambda cfg, d: ["per_level_rs", "per_level"])
     with pytest.raises(TaxonbenchError, match=r"figures.nope: unknown figure; registered: dhall_thesis_fig4_1"):
         check_figures({"figures": {"nope": {"dataset": "d"}}}, {}, runs_all)
-    label = {"figures": {"dhall_thesis_fig4_2": {"dataset": "d"}}, "train": {}}
+    label = {"figures": {"dhall_thesis_fig4_2": {"dataset": "d"}}, "train": {}, "experiments": {"datasets": ["d"]}}
     with pytest.raises(TaxonbenchError, match=r"inference 'level_argmax' is not run on 'per_level_rs'"):
         check_figures(label, {"per_level_rs": ["native"]}, lambda cfg, d: ["per_level_rs"])
     check_figures(label, {"per_level_rs": ["level_argmax"]}, lambda cfg, d: ["per_level_rs"])

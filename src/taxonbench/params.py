@@ -132,8 +132,11 @@ def _check_references(cfg: dict, source: str) -> None:
                     f"{source}: experiments.{key}.{dataset}: not among experiments.datasets "
                     f"({', '.join(cfg['experiments']['datasets'])})"
                 )
+    for figure, spec in cfg.get("figures", {}).items():  # a figure may show a dataset models are trained on
+        if spec["dataset"] not in defined:
+            raise TaxonbenchError(f"{source}: figures.{figure}.dataset: {spec['dataset']!r} is not defined under "
+                                  f"'datasets' ({', '.join(defined)})")
     blocks = [("tables", table, spec) for table, spec in cfg.get("tables", {}).items()]
-    blocks += [("figures", figure, spec) for figure, spec in cfg.get("figures", {}).items()]
     for section, name, spec in blocks:
         named = [("dataset", spec["dataset"])] if spec.get("dataset") else []
         named += [(f"datasets.{column}", d) for column, d in (spec.get("datasets") or {}).items()

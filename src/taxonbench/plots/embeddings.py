@@ -46,7 +46,7 @@ GRID = 400
 MAX_IMAGES = 3000
 
 
-def _level_colours(n_levels: int) -> list:
+def level_colours(n_levels: int) -> list:
     from matplotlib import colormaps
 
     cmap = colormaps["viridis"]
@@ -98,7 +98,7 @@ def draw_embedding(model: LabelModel, labels: torch.Tensor, tax: Taxonomy, out: 
             image_np, image_leaf = image_np[keep], image_leaf[keep]
     xy, image_xy, axis_names = _project(label_np, image_np)
     level = tax.depth[1:]
-    colours = _level_colours(tax.max_depth)
+    colours = level_colours(tax.max_depth)
     ranks = tax.rank_names
 
     fig = Figure(figsize=(7.2, 7.2), dpi=120, layout="constrained")
@@ -169,4 +169,4 @@ def draw_joint_embedding(model_path: str | os.PathLike, features_path: str | os.
     return draw_embedding(net.model, labels, tax, out, title, images, leaf)
 
 
-__all__ = ["COLUMNS", "draw_embedding", "draw_joint_embedding", "draw_label_embedding"]
+__all__ = ["COLUMNS", "draw_embedding", "draw_joint_embedding", "draw_label_embedding", "level_colours"]
