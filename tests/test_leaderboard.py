@@ -18,7 +18,7 @@ from taxonbench.errors import TaxonbenchError
 from taxonbench.leaderboard import write_leaderboards
 from taxonbench.leaderboard.board import all_columns, build_board
 from taxonbench.leaderboard.entries import LABEL_GRAPH, entries_from_metrics, experiment_info, leaderboard_entries
-from taxonbench.leaderboard.render import to_csv, to_html, to_json, to_markdown
+from taxonbench.leaderboard.render import cell_number, to_csv, to_html, to_json, to_markdown
 from taxonbench.registries import METRIC_FAMILIES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,6 +105,16 @@ def test_markdown_and_html_show_percentages_bold_best_and_footnotes(board):
     assert "Blank cells:" in md and "set predictions" in md
     page = to_html(board)
     assert page.count('<tr data-key="') == 4 and "<script>" in page and "http" not in page.split("<body>")[1]
+
+
+@pytest.mark.parametrize("value, unit, text", [
+    (0.7, "fraction", "70.00"), (70.0, "percent", "70.00"), (1.5, "real", "1.500"), (12.0, "count", "12"),
+    (math.nan, "fraction", "nan"), (math.inf, "real", "inf"),
+])
+def test_board_cells_print_each_unit_as_the_tables_do_with_three_decimals_for_reals(value, unit, text):
+    """One formatter for tables and boards (taxonbench.tables.format_value): a percent-unit metric is not
+    multiplied again, a count has no decimals; a non-finite value is shown, not blanked (blank = not applicable)."""
+    assert cell_number(value, unit) == text
 
 
 def test_json_is_nested_dataset_experiment_inference(board):

@@ -19,16 +19,19 @@ import json
 import math
 
 from taxonbench.leaderboard.board import ROW_FIELDS, Board, Column, Row
+from taxonbench.tables.render import format_value
+from taxonbench.tables.spec import NumberFormat
 
 
-def format_value(value: float, unit: str) -> str:
-    if math.isnan(value):
-        return "nan"
-    if unit == "fraction":
-        return f"{100 * value:.2f}"
-    if unit == "count":
-        return f"{value:.0f}"
-    return f"{value:.3f}"
+#: how the Markdown and HTML boards print a value: proportions as percentages with two decimals (as the
+#: papers' tables), other reals with three, counts whole (taxonbench.tables.format_value)
+BOARD_FORMAT = NumberFormat("percent", 100, 2, real_decimals=3)
+
+
+def cell_number(value: float, unit: str) -> str:
+    """A board value as displayed; ``nan`` where the family computed no finite value (a blank cell is a
+    family that does not apply)."""
+    return format_value(value, unit, BOARD_FORMAT) if math.isfinite(value) else str(value)
 
 
 def _header(c: Column) -> str:
@@ -57,7 +60,7 @@ def _cell_text(row: Row, c: Column, bests: dict[str, float | None]) -> tuple[str
     """The displayed text of a cell and whether it is the column's best."""
     if c.metric in row.values:
         value = row.values[c.metric]
-        return format_value(value, row.units[c.metric]), bests[c.metric] is not None and value == bests[c.metric]
+        return cell_number(value, row.units[c.metric]), bests[c.metric] is not None and value == bests[c.metric]
     mark = row.notes.get(c.group)
     return (f"–{mark}" if mark else "–"), False
 
@@ -171,4 +174,4 @@ def to_json(boards: list[Board]) -> str:
     return json.dumps(out, indent=2, sort_keys=True) + "\n"
 
 
-__all__ = ["format_value", "to_csv", "to_html", "to_json", "to_markdown"]
+__all__ = ["BOARD_FORMAT", "cell_number", "to_csv", "to_html", "to_json", "to_markdown"]

@@ -164,16 +164,18 @@ def format_value(value: float, unit: str = DEFAULT_UNIT, fmt: NumberFormat = PER
 
     Proportions: ``value * fmt.scale / unit.scale`` with ``fmt.decimals``
     (a fraction in a percent table x 100; a percent in a fraction table / 100);
-    counts: a whole number; reals: ``value`` with ``fmt.decimals``.
+    counts: a whole number; reals: ``value`` with ``fmt.real_decimals`` (default ``fmt.decimals``).
     """
     if not math.isfinite(value):
         return ""
     u = UNITS[unit]
     if u.integer:
         return str(int(round(value)))
-    if u.scale is not None:
-        ratio = Fraction(fmt.scale, u.scale)
-        value = value * ratio.numerator / ratio.denominator
+    if u.scale is None:
+        decimals = fmt.decimals if fmt.real_decimals is None else fmt.real_decimals
+        return f"{value:.{decimals}f}"
+    ratio = Fraction(fmt.scale, u.scale)
+    value = value * ratio.numerator / ratio.denominator
     return f"{value:.{fmt.decimals}f}"
 
 

@@ -101,7 +101,8 @@ DEFAULT_UNIT = "fraction"
 class NumberFormat:
     """How a table prints its numbers: proportions in ``scale`` (100: percent, 1: fraction).
 
-    ``decimals`` applies to proportions and reals; counts print as integers.
+    ``decimals`` applies to proportions and, unless ``real_decimals`` says otherwise, reals; counts print
+    as integers.
     The paper's numbers in the reference CSV are printed in this format too
     (:meth:`paper_fraction` reads them back as fractions).
     """
@@ -109,6 +110,7 @@ class NumberFormat:
     name: str
     scale: int
     decimals: int
+    real_decimals: int | None = None
 
     def paper_fraction(self, text: str) -> float | None:
         """A number the paper printed in this format as a fraction; ``None`` if not a number."""
