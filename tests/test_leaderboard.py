@@ -73,6 +73,28 @@ def test_rows_sorted_by_the_first_ranked_column_and_blanks_explained(board):
     assert len(board.footnotes) == 3  # one per reason, not per cell
 
 
+def test_inferences_with_the_same_numbers_are_one_row_but_each_stays_in_csv_and_json(tmp_path):
+    same = {**METRICS[("hxe", "bottom_up")], "consistency": math.nan}
+    metrics = {("hxe", "bottom_up"): same, ("hxe", "native"): same,  # leaf logits: native = bottom-up sums
+               ("hxe", "diffusion"): {**same, "ap": 0.71},
+               ("flat", "bottom_up"): same}  # another model with the same numbers stays its own row
+    paths = []
+    for (experiment, inference), values in metrics.items():
+        path = tmp_path / "results/metrics/toy" / experiment / f"{inference}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+        paths.append(str(path.relative_to(tmp_path)))
+    board = build_board("toy", entries_from_metrics(paths, INFO)["toy"], tmp_path)
+    assert sorted(r.key() for r in board.rows) == ["flat/bottom_up", "hxe/bottom_up+native", "hxe/diffusion"]
+    md = to_markdown(board)
+    assert "| hxe | hxe | bottom_up = native | resnet18 |" in md and "give the same numbers" in md
+    rows = list(csv.DictReader(io.StringIO(to_csv(board))))
+    assert sorted((r["experiment"], r["inference"]) for r in rows) == [
+        ("flat", "bottom_up"), ("hxe", "bottom_up"), ("hxe", "diffusion"), ("hxe", "native")]
+    data = json.loads(to_json([board]))["toy"]["hxe"]
+    assert data["native"] == data["bottom_up"] and data["diffusion"]["ap"] == 0.71
+
+
 def test_best_follows_each_columns_direction(board):
     columns = {c.metric: c for c in board.columns}
     assert board.best(columns["ap"]) == 0.7

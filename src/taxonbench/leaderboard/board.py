@@ -8,6 +8,10 @@ inference produces (set predictions have no operating curve, embeddings no mista
 row's metrics do not hold the value. One footnote per reason, marked a, b, ... Groups and columns no
 row fills are left out.
 
+Rows of one model whose inferences give the same numbers in every column (the native scores of leaf logits
+are their bottom-up sums, so ``native`` and ``bottom_up`` agree) are shown once, the inferences named
+together (``native = bottom_up``); the CSV and JSON still list each inference.
+
 Rows are sorted by the first ranked column (the better end first, blanks last, then by experiment and
 inference name), so the order is a function of the numbers alone.
 """
@@ -51,9 +55,13 @@ class Row:
     values: dict[str, float] = field(default_factory=dict)
     units: dict[str, str] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)  # group -> footnote mark
+    inferences: list[str] = field(default_factory=list)  # every inference the row stands for (same numbers)
+
+    def __post_init__(self) -> None:
+        self.inferences = self.inferences or [self.entry["inference"]]
 
     def key(self) -> str:
-        return f"{self.entry['experiment']}/{self.entry['inference']}"
+        return f"{self.entry['experiment']}/{'+'.join(self.inferences)}"
 
 
 @dataclass
@@ -100,6 +108,21 @@ def _reason(column: Column, entry: dict) -> str:
     return "not in the row's metrics file"
 
 
+def merge_identical(rows: list[Row]) -> list[Row]:
+    """One row per model and set of numbers: a row whose experiment, backbone, training dataset, score kind
+    and every value (NaN equal to NaN) match an earlier row's is folded into it (module docstring)."""
+    out: dict[tuple, Row] = {}
+    for row in rows:
+        e = row.entry
+        values = tuple(sorted((k, "nan" if math.isnan(v) else v) for k, v in row.values.items()))
+        key = (e["experiment"], e["backbone"], e["trained_on"], e["kind"], values)
+        if key in out:
+            out[key].inferences.append(e["inference"])
+        else:
+            out[key] = row
+    return list(out.values())
+
+
 def _sort_key(row: Row, column: Column | None) -> tuple:
     names = (row.entry["experiment"], row.entry["inference"])
     if column is None:
@@ -127,6 +150,7 @@ def build_board(dataset: str, entries: list[dict], root: str | Path = ".") -> Bo
                 row.values[c.metric] = float(value)
                 row.units[c.metric] = unit_of(c.metric, units) or "fraction"
         rows.append(row)
+    rows = merge_identical(rows)
     board = Board(dataset, [c for c in columns if any(c.metric in r.values for r in rows)], rows, {})
     marks: dict[str, str] = {}  # reason -> mark
     for row in rows:
@@ -143,4 +167,4 @@ def build_board(dataset: str, entries: list[dict], root: str | Path = ".") -> Bo
 
 
 __all__ = ["GROUP_ORDER", "KIND_NAMES", "ROW_FIELDS", "Board", "Column", "Row", "all_columns", "build_board",
-           "read_metrics"]
+           "merge_identical", "read_metrics"]

@@ -1,6 +1,7 @@
 """A :class:`~taxonbench.leaderboard.board.Board` as CSV, Markdown, a static sortable HTML page and JSON.
 
-* CSV: one row per experiment and inference, the row fields then one column per metric (its key),
+* CSV: one row per experiment and inference (a merged row, :func:`~taxonbench.leaderboard.board.merge_identical`,
+  once per inference), the row fields then one column per metric (its key),
   the values as computed (fractions in [0, 1]), blank where the family does not apply; a ``notes``
   column holds the footnote marks.
 * Markdown and HTML: fractions as percentages (two decimals), other reals with three; the best value
@@ -44,15 +45,18 @@ def to_csv(board: Board) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([*ROW_FIELDS, *(c.metric for c in board.columns), "notes"])
     for r in board.rows:
-        writer.writerow([*(r.entry[f] for f in ROW_FIELDS),
-                         *(repr(r.values[c.metric]) if c.metric in r.values else "" for c in board.columns),
-                         " ".join(sorted(set(r.notes.values())))])
+        for inference in r.inferences:
+            fields = {**r.entry, "inference": inference}
+            writer.writerow([*(fields[f] for f in ROW_FIELDS),
+                             *(repr(r.values[c.metric]) if c.metric in r.values else "" for c in board.columns),
+                             " ".join(sorted(set(r.notes.values())))])
     return buf.getvalue()
 
 
 def _field_text(board: Board, row: Row, name: str) -> str:
-    """A row field as displayed: ``trained_on`` only where the model comes from another dataset."""
-    value = str(row.entry[name])
+    """A row field as displayed: ``trained_on`` only where the model comes from another dataset; the
+    inferences of a merged row joined by `` = ``."""
+    value = " = ".join(row.inferences) if name == "inference" else str(row.entry[name])
     return "" if name == "trained_on" and value == board.dataset else value
 
 
@@ -68,7 +72,9 @@ def _cell_text(row: Row, c: Column, bests: dict[str, float | None]) -> tuple[str
 def _legend(board: Board) -> list[str]:
     return ["Columns by metric family: " + "; ".join(f"{g}: {', '.join(c.label for c in cols)}"
                                                    for g, cols in board.groups) + ".",
-            "Fractions in %; ↑ higher is better, ↓ lower is better; the best value of a column in bold."]
+            "Fractions in %; ↑ higher is better, ↓ lower is better; the best value of a column in bold."] + (
+            ["Inferences joined by '=' give the same numbers for that model (shown once)."]
+            if any(len(r.inferences) > 1 for r in board.rows) else [])
 
 
 def to_markdown(board: Board) -> str:
@@ -169,8 +175,9 @@ def to_json(boards: list[Board]) -> str:
     out: dict = {}
     for board in boards:
         for r in board.rows:
-            out.setdefault(board.dataset, {}).setdefault(r.entry["experiment"], {})[r.entry["inference"]] = dict(
-                sorted(r.values.items()))
+            for inference in r.inferences:
+                out.setdefault(board.dataset, {}).setdefault(r.entry["experiment"], {})[inference] = dict(
+                    sorted(r.values.items()))
     return json.dumps(out, indent=2, sort_keys=True) + "\n"
 
 
