@@ -40,9 +40,9 @@ METRICS = {
 }
 
 
-def _write_metrics(root: Path) -> list[str]:
+def _write_metrics(root: Path, metrics: dict = METRICS) -> list[str]:
     paths = []
-    for (experiment, inference), values in METRICS.items():
+    for (experiment, inference), values in metrics.items():
         path = root / "results/metrics/toy" / experiment / f"{inference}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(values))
@@ -78,12 +78,7 @@ def test_inferences_with_the_same_numbers_are_one_row_but_each_stays_in_csv_and_
     metrics = {("hxe", "bottom_up"): same, ("hxe", "native"): same,  # leaf logits: native = bottom-up sums
                ("hxe", "diffusion"): {**same, "ap": 0.71},
                ("flat", "bottom_up"): same}  # another model with the same numbers stays its own row
-    paths = []
-    for (experiment, inference), values in metrics.items():
-        path = tmp_path / "results/metrics/toy" / experiment / f"{inference}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(values))
-        paths.append(str(path.relative_to(tmp_path)))
+    paths = _write_metrics(tmp_path, metrics)
     board = build_board("toy", entries_from_metrics(paths, INFO)["toy"], tmp_path)
     assert sorted(r.key() for r in board.rows) == ["flat/bottom_up", "hxe/bottom_up+native", "hxe/diffusion"]
     md = to_markdown(board)
