@@ -225,6 +225,11 @@ def train_settings(cfg: dict, dataset: str, method: str) -> dict:
     }
 
 
+def trained_on(cfg: Mapping, dataset: str, experiment: str) -> str:
+    """The dataset whose model an experiment evaluated on ``dataset`` uses."""
+    return cfg.get("methods", {}).get(experiment, {}).get("trained_on") or dataset
+
+
 def inference_options(cfg: dict, inference: str) -> dict:
     """The options block of one inference method (``inference_options.<name>``)."""
     return dict(cfg.get("inference_options", {}).get(inference, {}))

@@ -50,7 +50,7 @@ from taxonbench.declare import check_block
 from taxonbench.errors import TaxonbenchError
 from taxonbench.figures.base import check_figures
 from taxonbench.label_graph.settings import JOINT_KIND, check_label_embeddings, joint_experiments
-from taxonbench.params import check_train_override, deep_merge
+from taxonbench.params import check_train_override, deep_merge, trained_on
 from taxonbench.params import load_params as _load_schema_checked
 from taxonbench.params import validate_params as _validate_schema
 
@@ -101,11 +101,6 @@ def registered_method(cfg: dict, experiment: str) -> str:
 def unseen_of(cfg: dict, dataset: str) -> str | None:
     """The dataset whose categories ``dataset`` must not share (``datasets.<name>.unseen_of``), if any."""
     return cfg["datasets"][dataset].get("unseen_of")
-
-
-def trained_on(cfg: dict, dataset: str, experiment: str) -> str:
-    """The dataset whose model an experiment evaluated on ``dataset`` uses."""
-    return cfg.get("methods", {}).get(experiment, {}).get("trained_on") or dataset
 
 
 def output_kind(cfg: dict, experiment: str) -> str:

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from taxonbench.errors import TaxonbenchError
-from taxonbench.params import train_settings
+from taxonbench.params import train_settings, trained_on
 from taxonbench.registries import FIGURES
 
 @dataclass(frozen=True)
@@ -167,14 +167,9 @@ def _check_embedding_figure(cfg: Mapping, spec: FigureSpec, dataset: str, where:
 def _check_trained_here(cfg: Mapping, spec: FigureSpec, dataset: str, where: str, pairs, dataset_methods) -> None:
     """A figure of trained models: each experiment's model is trained on ``dataset`` — it runs there, or it
     is ``trained_on: <dataset>`` and runs on some dataset of the matrix."""
-    datasets = cfg["experiments"]["datasets"]
     for experiment in spec.experiments:
-        trained_on = cfg.get("methods", {}).get(experiment, {}).get("trained_on")
-        if trained_on == dataset:
-            trained = any(experiment in dataset_methods(cfg, d) for d in datasets)
-        else:
-            trained = trained_on is None and dataset in datasets and experiment in dataset_methods(cfg, dataset)
-        if not trained:
+        if not any(experiment in dataset_methods(cfg, d) and trained_on(cfg, d, experiment) == dataset
+                   for d in cfg["experiments"]["datasets"]):
             raise TaxonbenchError(f"{where}: the figure draws the model of experiment {experiment!r} trained on "
                                   f"{dataset!r}, which no dataset of the matrix trains (the model is trained where "
                                   f"the experiment runs, or on its methods.{experiment}.trained_on)")
