@@ -2,16 +2,17 @@
 visualization of text embeddings").
 
 For every model, the prompt of every taxon of the dataset's taxonomy (all levels, root excluded) is encoded
-by the model's own text tower (``node_text_embeddings`` of the CLIP methods: ``level_restricted``,
-``hccf``), and the taxa are placed by t-SNE (scikit-learn ``TSNE``, ``random_state=0``: the same picture on
+by the model's own text tower (``node_text_embeddings``) and compared by the model's own ``similarity``
+(methods that define both: ``level_restricted``; ``hccf`` has per-level image heads and no text-text
+similarity, so it is refused), and the taxa are placed by t-SNE (scikit-learn ``TSNE``, ``random_state=0``: the same picture on
 every run) from the model's own dissimilarity
 
     D_jk = (S_jj − S_jk) / s,
 
 with ``S`` the method's similarity of text embeddings and ``s`` its temperature scale: ``1 − cos`` for the
 Euclidean geometry, the Lorentz distance for the hyperbolic one (less the method's distance of a point to
-itself, ``arccosh(1 + 10⁻⁶)/√c`` ≈ 10⁻³ from its clamp: the same for every pair). One panel per model, the taxa coloured by
-level. Each panel's title gives the silhouette of the levels under ``D`` (scikit-learn
+itself, ``arccosh(1 + 10⁻⁶)/√c`` ≈ 10⁻³ from its clamp: the same for every pair). One panel per model,
+the taxa coloured by level. Each panel's title gives the silhouette of the levels under ``D`` (scikit-learn
 ``silhouette_score``, precomputed): near 1 when each level's texts form their own region, near 0 or below
 when the levels mix — the paper's point that comparing all levels' texts at once (the pooled baseline)
 does not keep the levels apart.
@@ -47,7 +48,7 @@ def text_dissimilarity(model_path: str | os.PathLike, taxonomy: Taxonomy) -> np.
     model, _, meta = load_model(model_path, taxonomy, torch.device("cpu"))
     if not hasattr(model, "node_text_embeddings") or not hasattr(model, "similarity"):
         raise TaxonbenchError(f"{model_path}: method {meta['method']!r} has no text embeddings of the taxa "
-                              "(a CLIP method that scores nodes by their prompts, e.g. level_restricted, hccf)")
+                              "and no similarity between them (a method that defines both, e.g. level_restricted)")
     with torch.no_grad():
         texts = model.node_text_embeddings()[1:]
         similarity = model.similarity(texts, texts).double() / float(model.scale())
